@@ -1,0 +1,28 @@
+"""URLs of a tenant's site (<slug>.<base domain>)."""
+
+from django.urls import include, path
+
+from tenants import views
+
+urlpatterns = [
+    path("", views.DashboardView.as_view(), name="dashboard"),
+    path("accounts/", include("allauth.urls")),
+    path("auth/handoff/<str:token>/", views.login_handoff, name="login_handoff"),
+    path("switch/<slug:slug>/", views.SwitchTenantView.as_view(), name="switch_tenant"),
+    path("members/", views.MembersView.as_view(), name="members"),
+    path("members/<int:membership_id>/role/", views.MemberRoleView.as_view(), name="member_role"),
+    path(
+        "members/<int:membership_id>/remove/",
+        views.MemberRemoveView.as_view(),
+        name="member_remove",
+    ),
+    path("invitations/", views.InvitationCreateView.as_view(), name="invitation_create"),
+    path(
+        "invitations/<int:invitation_id>/revoke/",
+        views.InvitationRevokeView.as_view(),
+        name="invitation_revoke",
+    ),
+    path(
+        "invitations/<str:token>/", views.InvitationAcceptView.as_view(), name="invitation_accept"
+    ),
+]

@@ -1,0 +1,23 @@
+"""Template context for the navigation: current tenant, role and the tenant switcher."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from tenants.selectors import membership_for, memberships_of
+
+
+def tenancy(request: HttpRequest) -> dict[str, object]:
+    tenant = getattr(request, "tenant", None)
+    is_public = tenant is None or tenant.schema_name == settings.PUBLIC_SCHEMA_NAME
+    context: dict[str, object] = {"current_tenant": None if is_public else tenant}
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return context
+    context["my_memberships"] = list(memberships_of(user=user))
+    if not is_public:
+        context["current_membership"] = getattr(request, "membership", None) or membership_for(
+            tenant=tenant, user=user
+        )
+    return context

@@ -1,0 +1,56 @@
+"""Reads on public-schema tenancy tables. Every query is scoped by the tenant it is asked about."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from tenants.models import Invitation, Membership, Tenant, User
+
+
+def membership_for(*, tenant: Tenant, user: User) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return Membership.objects.filter(tenant=tenant, user=user).select_related("tenant").first()
+
+
+def memberships_of(*, user: User) -> QuerySet[Membership]:
+    """The active tenants a user belongs to, for the switcher and the post-login chooser."""
+    return (
+        Membership.objects.filter(user=user, tenant__status=Tenant.Status.ACTIVE)
+        .select_related("tenant")
+        .order_by("tenant__name")
+    )
+
+
+def members_of(*, tenant: Tenant) -> QuerySet[Membership]:
+    return Membership.objects.filter(tenant=tenant).select_related("user").order_by("created_at")
+
+
+def membership_in(*, tenant: Tenant, membership_id: int) -> Membership:
+    """A membership of `tenant`; another tenant's id answers exactly like a missing one."""
+    membership = Membership.objects.filter(tenant=tenant, pk=membership_id).first()
+    if membership is None:
+        raise Http404("No such member.")
+    return membership
+
+
+def open_invitations_of(*, tenant: Tenant) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(
+        tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True
+    ).select_related("invited_by")
+
+
+def invitation_in(*, tenant: Tenant, invitation_id: int) -> Invitation:
+    invitation = Invitation.objects.filter(tenant=tenant, pk=invitation_id).first()
+    if invitation is None:
+        raise Http404("No such invitation.")
+    return invitation
+
+
+def tenant_by_slug(*, slug: str) -> Tenant | None:
+    return Tenant.objects.filter(slug=slug, status=Tenant.Status.ACTIVE).first()
+
+
+def user_by_email(*, email: str) -> User | None:
+    return User.objects.filter(email__iexact=email.strip()).first()

@@ -1,0 +1,1 @@
+"""Writes for tenants, memberships, invitations and cross-host logins (split by subdomain)."""

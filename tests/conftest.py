@@ -1,0 +1,124 @@
+"""Shared fixtures: the personas (acme: alice owner, bob member; globex: charlie owner) and
+clients signed in on a tenant's host. Tests run against the real PostgreSQL and Valkey that
+`make test` starts (scripts/services.py, profile `test`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+from django_tenants.utils import schema_exists
+
+from tenants.middleware import SESSION_TENANT_KEY
+from tenants.models import Domain, Membership, Role, Tenant, User
+from tenants.services.accounts import user_ensure
+from tenants.services.provisioning import tenant_provision
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@dataclass
+class World:
+    acme: Tenant
+    globex: Tenant
+    alice: User
+    bob: User
+    charlie: User
+
+
+def _ensure_system_tenants() -> None:
+    # A transactional test's flush empties the public tables; put the system rows back.
+    Tenant.objects.get_or_create(
+        schema_name=settings.PUBLIC_SCHEMA_NAME,
+        defaults={"slug": "public", "name": "Public", "status": Tenant.Status.SYSTEM},
+    )
+    Tenant.objects.get_or_create(
+        schema_name=settings.TENANT_BASE_SCHEMA,
+        defaults={"slug": "tenant-template", "name": "Template", "status": Tenant.Status.SYSTEM},
+    )
+
+
+def _ensure_tenant(slug: str, name: str, owner: User) -> Tenant:
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is not None:
+        return tenant
+    schema = f"t_{slug}"
+    if schema_exists(schema):  # orphaned by a flush: start clean
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return tenant_provision(slug=slug, name=name, owner=owner)
+
+
+def ensure_world() -> World:
+    connection.set_schema_to_public()
+    _ensure_system_tenants()
+    alice = user_ensure(email="alice@acme.test", password=PASSWORD)
+    bob = user_ensure(email="bob@acme.test", password=PASSWORD)
+    charlie = user_ensure(email="charlie@globex.test", password=PASSWORD)
+    acme = _ensure_tenant("acme", "Acme Corp", alice)
+    globex = _ensure_tenant("globex", "Globex", charlie)
+    Membership.objects.get_or_create(user=bob, tenant=acme, defaults={"role": Role.MEMBER})
+    return World(acme=acme, globex=globex, alice=alice, bob=bob, charlie=charlie)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        ensure_world()
+
+
+@pytest.fixture
+def world(db) -> World:
+    return ensure_world()
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_and_clean_cache():
+    """Each test starts on the public schema with an empty cache (rate limits, handoff nonces)."""
+    connection.set_schema_to_public()
+    cache.clear()
+    yield
+    connection.set_schema_to_public()
+
+
+def host_of(tenant: Tenant) -> str:
+    return Domain.objects.get(tenant=tenant, is_primary=True).domain
+
+
+def client_on(host: str, user: User | None = None) -> Client:
+    """A test client on `host`, signed in as `user` with the session bound to that host's tenant
+    (what a real login on that host does)."""
+    client = Client(HTTP_HOST=host)
+    if user is not None:
+        client.force_login(user)
+        session = client.session
+        if host == settings.BASE_DOMAIN:
+            session[SESSION_TENANT_KEY] = settings.PUBLIC_SCHEMA_NAME
+        else:
+            session[SESSION_TENANT_KEY] = Domain.objects.get(domain=host).tenant.schema_name
+        session.save()
+    return client
+
+
+@pytest.fixture
+def public_client() -> Client:
+    return Client(HTTP_HOST=settings.BASE_DOMAIN)
+
+
+@pytest.fixture
+def alice_client(world: World) -> Client:
+    return client_on(host_of(world.acme), world.alice)
+
+
+@pytest.fixture
+def bob_client(world: World) -> Client:
+    return client_on(host_of(world.acme), world.bob)
+
+
+@pytest.fixture
+def charlie_on_acme(world: World) -> Client:
+    return client_on(host_of(world.acme), world.charlie)
