@@ -3,6 +3,7 @@ puts the schema name in the message headers and switches to it before the task r
 
 import os
 
+from celery.signals import task_prerun
 from tenant_schemas_celery.app import CeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saas.settings")
@@ -10,3 +11,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saas.settings")
 app = CeleryApp("atrium")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect(weak=False)
+def _log_context(task_id: str, task: object, **kwargs: object) -> None:
+    """Log lines from a task carry its id and tenant, like those from a request."""
+    from django.db import connection
+
+    from saas.logging import request_id_var, tenant_var
+
+    request_id_var.set(task_id)
+    tenant_var.set(connection.schema_name)

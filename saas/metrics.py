@@ -23,7 +23,7 @@ def _route(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:
         return "unmatched"
-    return match.route or match.view_name or "unmatched"
+    return "/" + match.route
 
 
 class MetricsMiddleware:

@@ -24,13 +24,12 @@ class RequestContextMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
-        id_token = request_id_var.set(request_id)
-        tenant_token = tenant_var.set("-")
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(id_token)
-            tenant_var.reset(tenant_token)
+        # Set, not reset afterwards: Django logs the response (e.g. "Not Found") after the
+        # middleware chain returns, and that line must still carry the ids. The next request
+        # in this context overwrites them.
+        request_id_var.set(request_id)
+        tenant_var.set("-")
+        response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
 

@@ -18,7 +18,6 @@ class OrganizationFields(forms.Form):
     )
     slug = forms.CharField(
         label="Address",
-        max_length=40,
         help_text="Lowercase letters, digits and hyphens; your site will be <slug>.<domain>.",
     )
 
