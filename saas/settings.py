@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from kombu import Queue
 
 from saas.env import env_bool, env_choice, env_int, env_list, env_str
 
@@ -50,9 +51,10 @@ SITE_PORT = env_int("SITE_PORT", 0 if IS_PRODUCTION else 8000, minimum=0)
 USE_X_FORWARDED_HOST = False  # a spoofed X-Forwarded-Host must never switch tenants
 
 SHARED_APPS = [
+    # First, so its management commands (create_tenant) win over django_tenants' namesakes.
+    "tenants",
     "django_tenants",
     "daphne",
-    "tenants",
     "billing",
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -177,7 +179,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_TENANT_CACHE_SECONDS = 30
-CELERY_QUEUES = ["interactive", "ingestion", "bulk", "billing"]
+# Separate queues so bulk work never delays interactive answers (workers pick with -Q).
+CELERY_TASK_ROUTES = {"tenants.tasks.*": {"queue": "interactive"}}
+CELERY_TASK_QUEUES = [Queue(name) for name in ("interactive", "ingestion", "bulk", "billing")]
 
 # --- auth ------------------------------------------------------------------------------------
 

@@ -7,6 +7,6 @@ from celery import shared_task
 from tenants.emails import invitation_email_send
 
 
-@shared_task(queue="interactive", max_retries=3, default_retry_delay=30)
+@shared_task(max_retries=3, default_retry_delay=30)
 def invitation_send(*, invitation_id: int) -> None:
     invitation_email_send(invitation_id=invitation_id)

@@ -141,11 +141,12 @@ def _members_context(request: HttpRequest, **extra: object) -> dict[str, object]
 def _members_response(request: HttpRequest, status: int = 200, **extra: object) -> HttpResponse:
     """After a change: the members panel for htmx, else a redirect back to the page."""
     if request.htmx:
-        return render(
-            request, "tenants/_members_panel.html", _members_context(request, **extra),
-            status=status,
-        )  # fmt: skip
-    return redirect("members")
+        template = "tenants/_members_panel.html"
+    elif status == 200:
+        return redirect("members")
+    else:
+        template = "tenants/members.html"
+    return render(request, template, _members_context(request, **extra), status=status)
 
 
 class MemberRoleView(TenantAdminRequiredMixin, View):
@@ -205,11 +206,7 @@ class InvitationCreateView(TenantAdminRequiredMixin, View):
             else:
                 messages.success(request, f"Invitation sent to {invitation.email}.")
                 return _members_response(request)
-        if request.htmx:
-            return _members_response(request, status=400, invite_form=form)
-        return render(
-            request, "tenants/members.html", _members_context(request, invite_form=form), status=400
-        )
+        return _members_response(request, status=400, invite_form=form)
 
 
 class InvitationRevokeView(TenantAdminRequiredMixin, View):

@@ -77,6 +77,18 @@ def world(db) -> World:
 
 
 @pytest.fixture(autouse=True)
+def celery_eager():
+    """Tasks run in-process, in the enqueuing tenant's schema; tests/test_tasks.py uses a real
+    worker instead to prove the schema travels with the message."""
+    from saas.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield app
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
 def _public_schema_and_clean_cache():
     """Each test starts on the public schema with an empty cache (rate limits, handoff nonces)."""
     connection.set_schema_to_public()
