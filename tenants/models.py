@@ -58,7 +58,9 @@ class Tenant(TenantMixin):
     plan_code = models.CharField(max_length=32, default="free")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    auto_create_schema = True
+    # tenants.services.provisioning creates the schema (a fast copy of the template) in the same
+    # transaction as the row; saving a row never runs migrations behind the caller's back.
+    auto_create_schema = False
     auto_drop_schema = False
 
     def __str__(self) -> str:
