@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install dev test lint format bench lock services-down clean
+.PHONY: install browser dev test lint format bench lock services-down clean
 
 install: $(STAMP)
 
@@ -21,8 +21,12 @@ $(STAMP):
 dev: install
 	DEBUG=$${DEBUG:-true} $(PY) scripts/services.py run --profile dev -- $(PY) scripts/dev.py
 
+# Chromium for the browser tests (Debian package; Playwright drives it).
+browser:
+	@scripts/install-browser.sh
+
 # Lint, then every test against services of its own (separate ports and data from `make dev`).
-test: install lint
+test: install lint browser
 	ATRIUM_ENV=test $(PY) scripts/services.py run --profile test -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -275,7 +275,12 @@ SECURE_CSP = {
     "object-src": [CSP.NONE],
     "base-uri": [CSP.NONE],
     "frame-ancestors": [CSP.NONE],
-    "form-action": [CSP.SELF],
+    # Sign-up, sign-in and the tenant switcher post here and are redirected to a tenant host.
+    "form-action": [
+        CSP.SELF,
+        f"{SITE_SCHEME}://{BASE_DOMAIN}:*",
+        f"{SITE_SCHEME}://*.{BASE_DOMAIN}:*",
+    ],
 }
 
 # --- static files ----------------------------------------------------------------------------

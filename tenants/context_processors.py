@@ -6,12 +6,16 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from tenants.selectors import membership_for, memberships_of
+from tenants.slugs import url_for_host
 
 
 def tenancy(request: HttpRequest) -> dict[str, object]:
     tenant = getattr(request, "tenant", None)
     is_public = tenant is None or tenant.schema_name == settings.PUBLIC_SCHEMA_NAME
-    context: dict[str, object] = {"current_tenant": None if is_public else tenant}
+    context: dict[str, object] = {
+        "current_tenant": None if is_public else tenant,
+        "public_signup_url": url_for_host(settings.BASE_DOMAIN, "/accounts/signup/"),
+    }
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return context

@@ -18,7 +18,7 @@ class OrganizationFields(forms.Form):
     )
     slug = forms.CharField(
         label="Address",
-        help_text="Lowercase letters, digits and hyphens; your site will be <slug>.<domain>.",
+        help_text="Lowercase letters, digits and hyphens. It becomes your site's address.",
     )
 
     def clean_slug(self) -> str:

@@ -99,3 +99,13 @@ def test_it_keeps_the_audit_log_in_each_tenants_schema(world, alice_client):
         assert AuditEvent.objects.filter(target="kim@example.test").exists()
     with schema_context(world.globex.schema_name):
         assert not AuditEvent.objects.filter(target="kim@example.test").exists()
+
+
+def test_it_shows_a_suspended_tenant_to_its_members_as_suspended(world, alice_client):
+    from tenants.models import Tenant
+
+    Tenant.objects.filter(pk=world.acme.pk).update(status=Tenant.Status.SUSPENDED)
+    response = alice_client.get("/members/")
+    assert response.status_code == 403
+    assert b"This organisation is suspended" in response.content
+    assert client_on(host_of(world.acme), world.charlie).get("/").status_code == 404
