@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
 from saas.audit.selectors import audit_events_for
@@ -35,6 +35,7 @@ from tenants.services.invitations import (
 )
 from tenants.services.memberships import membership_change_role, membership_remove
 from tenants.services.provisioning import tenant_provision
+from tenants.slugs import url_for_host
 
 LOGIN_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -75,14 +76,19 @@ class OrganizationsView(LoginRequiredMixin, View):
         )  # fmt: skip
 
 
+def _handoff_to(request: HttpRequest, slug: str) -> HttpResponse:
+    """Redirect to a sign-in link on the host of tenant `slug` if the user belongs to it."""
+    tenant = tenant_by_slug(slug=slug)
+    if tenant is None or membership_for(tenant=tenant, user=request.user) is None:
+        raise Http404
+    return HttpResponseRedirect(login_handoff_url(user=request.user, tenant=tenant))
+
+
 class OrganizationOpenView(LoginRequiredMixin, View):
-    """Open one of my organisations (signs me in on its host)."""
+    """Open one of my organisations from the public site."""
 
     def post(self, request: HttpRequest, slug: str) -> HttpResponse:
-        tenant = tenant_by_slug(slug=slug)
-        if tenant is None or membership_for(tenant=tenant, user=request.user) is None:
-            raise Http404
-        return HttpResponseRedirect(login_handoff_url(user=request.user, tenant=tenant))
+        return _handoff_to(request, slug)
 
 
 # --- tenant site -----------------------------------------------------------------------------
@@ -94,20 +100,14 @@ def login_handoff(request: HttpRequest, token: str) -> HttpResponse:
         messages.error(request, "That sign-in link has expired. Please sign in.")
         return redirect("account_login")
     login(request, user, backend=LOGIN_BACKEND)
-    next_path = request.GET.get("next", "/")
-    if not url_has_allowed_host_and_scheme(next_path, allowed_hosts={request.get_host()}):
-        next_path = "/"
-    return redirect(next_path)
+    return redirect("dashboard")
 
 
 class SwitchTenantView(TenantMemberRequiredMixin, View):
     """The tenant switcher: hand the session over to another tenant I belong to."""
 
     def post(self, request: HttpRequest, slug: str) -> HttpResponse:
-        target = tenant_by_slug(slug=slug)
-        if target is None or membership_for(tenant=target, user=request.user) is None:
-            raise Http404
-        return HttpResponseRedirect(login_handoff_url(user=request.user, tenant=target))
+        return _handoff_to(request, slug)
 
 
 class DashboardView(TenantMemberRequiredMixin, View):
@@ -265,8 +265,4 @@ def _message(error: ValidationError | PermissionDenied) -> str:
 
 
 def _public_url(path: str) -> str:
-    from django.conf import settings
-
-    from tenants.slugs import url_for_host
-
     return url_for_host(settings.BASE_DOMAIN, path)

@@ -21,7 +21,8 @@ pytestmark = [
 
 
 @pytest.fixture
-def browser():
+def new_page():
+    """Opens a page in a fresh browser profile (its own cookies), like a separate person."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
@@ -33,9 +34,13 @@ def browser():
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"],
         )  # fmt: skip
-        context = chromium.new_context()
-        context.set_default_timeout(10_000)
-        yield context
+
+        def open_page():
+            context = chromium.new_context()
+            context.set_default_timeout(10_000)
+            return context.new_page()
+
+        yield open_page
         chromium.close()
     del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
@@ -51,12 +56,12 @@ def watch_csp(page) -> list[str]:
     return violations
 
 
-def test_it_signs_up_lands_on_the_tenant_and_invites_a_colleague(live_server, settings, browser):
+def test_it_signs_up_lands_on_the_tenant_and_invites_a_colleague(live_server, settings, new_page):
     ensure_world()
     port = live_server.url.rsplit(":", 1)[1]
     settings.SITE_PORT = int(port)
 
-    page = browser.new_page()
+    page = new_page()
     violations = watch_csp(page)
     page.goto(f"http://localhost:{port}/accounts/signup/")
     page.fill("input[name=email]", "zoe@example.test")
@@ -75,7 +80,7 @@ def test_it_signs_up_lands_on_the_tenant_and_invites_a_colleague(live_server, se
     assert page.locator("#members-panel").get_by_text("yan@example.test").count() == 1
 
     link = re.search(r"http://\S+/invitations/\S+/", mail.outbox[-1].body)[0]
-    guest = browser.new_page()
+    guest = new_page()
     violations += watch_csp(guest)
     guest.goto(link)
     guest.fill("input[name=password]", "Yans-strong-pass-88")

@@ -16,13 +16,12 @@ from tenants.slugs import domain_for, url_for_host
 _SALT = "atrium.login-handoff"
 
 
-def login_handoff_url(*, user: User, tenant: Tenant, next_path: str = "/") -> str:
+def login_handoff_url(*, user: User, tenant: Tenant) -> str:
     token = signing.dumps(
         {"user": user.pk, "tenant": tenant.schema_name, "nonce": secrets.token_urlsafe(16)},
         salt=_SALT,
     )
-    url = url_for_host(domain_for(tenant.slug), f"/auth/handoff/{token}/")
-    return url if next_path == "/" else f"{url}?next={next_path}"
+    return url_for_host(domain_for(tenant.slug), f"/auth/handoff/{token}/")
 
 
 def login_handoff_redeem(*, tenant: Tenant, token: str) -> User | None:
