@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core.exceptions import ImmediateHttpResponse
 from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
+from django.shortcuts import redirect
 
 from tenants.models import User
 from tenants.selectors import memberships_of
@@ -27,12 +31,18 @@ class AccountAdapter(DefaultAccountAdapter):
         self, request: HttpRequest, user: User, form: object, commit: bool = True
     ) -> User:
         """Create the account and its organisation in one transaction."""
-        with transaction.atomic():
-            user = super().save_user(request, user, form, commit=True)
-            data = form.cleaned_data  # type: ignore[attr-defined]
-            request._atrium_new_tenant = tenant_provision(  # type: ignore[attr-defined]
-                slug=data["slug"], name=data["organization_name"], owner=user
-            )
+        data = form.cleaned_data  # type: ignore[attr-defined]
+        try:
+            with transaction.atomic():
+                user = super().save_user(request, user, form, commit=True)
+                request._atrium_new_tenant = tenant_provision(  # type: ignore[attr-defined]
+                    slug=data["slug"], name=data["organization_name"], owner=user
+                )
+        except ValidationError as error:
+            # Another signup took the slug between form validation and here: nothing was
+            # saved; send the person back to the form with the reason.
+            messages.error(request, " ".join(error.messages))
+            raise ImmediateHttpResponse(redirect("account_signup")) from None
         return user
 
     def get_signup_redirect_url(self, request: HttpRequest) -> str:

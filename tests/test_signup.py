@@ -5,11 +5,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
+from allauth.account.forms import SignupForm
+from allauth.core.exceptions import ImmediateHttpResponse
 from django.test import Client
 from django_tenants.utils import schema_context, schema_exists
 
 from saas.audit.models import AuditEvent
-from tenants.models import Membership, Role, Tenant
+from tenants.adapters import AccountAdapter
+from tenants.models import Membership, Role, Tenant, User
 
 pytestmark = pytest.mark.django_db
 
@@ -113,3 +116,16 @@ def test_it_sends_a_user_with_one_tenant_straight_to_it_after_login(world, publi
     assert response.status_code == 302
     assert urlsplit(response["Location"]).hostname == "globex.localhost"
     assert follow_handoff(response["Location"]).get("/").status_code == 200
+
+
+def test_it_sends_the_loser_of_a_slug_race_back_to_the_form(world, public_client):
+    """Two signups validate the same free slug; the second to save must not get a 500."""
+    form = SignupForm(data={**SIGNUP, "slug": "raced"})
+    assert form.is_valid()  # "raced" is free when this signup validates...
+    Tenant.objects.create(slug="raced", name="Winner", schema_name="t_raced_winner")  # ...then not
+
+    request = public_client.get("/accounts/signup/").wsgi_request
+    with pytest.raises(ImmediateHttpResponse) as raised:
+        AccountAdapter(request).save_user(request, User(), form)
+    assert raised.value.response["Location"] == "/accounts/signup/"
+    assert not User.objects.filter(email=SIGNUP["email"]).exists()
