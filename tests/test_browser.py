@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 from django.core import mail
+from django.db import connections
 
 from tenants.models import Membership, Role
 from tests.conftest import ensure_world
@@ -41,6 +42,9 @@ def new_page():
             return context.new_page()
 
         yield open_page
+        # ORM calls made while Playwright's loop runs get a connection of their own (Django
+        # keys connections by async context); close it before the test database is dropped.
+        connections.close_all()
         chromium.close()
     del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
