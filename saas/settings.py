@@ -56,10 +56,12 @@ SHARED_APPS = [
     "django_tenants",
     "daphne",
     "billing",
+    "ai.catalog",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.admin",
     "django.contrib.staticfiles",
     "django.contrib.postgres",  # HnswIndex in tenant apps needs it in the shared apps (Django 6.1)
     "django.contrib.humanize",
@@ -306,6 +308,67 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- AI gateway ------------------------------------------------------------------------------
+
+# Platform provider credentials (the SDKs' own variable names). With none set, every route
+# falls back to the built-in `local` provider.
+OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")
+# A self-hosted OpenAI-compatible server (vLLM, Ollama, llama.cpp): its /v1 base URL.
+OPENAI_COMPATIBLE_BASE_URL = env_str("OPENAI_COMPATIBLE_BASE_URL", "")
+OPENAI_COMPATIBLE_API_KEY = env_str("OPENAI_COMPATIBLE_API_KEY", "")
+
+
+def _dev_encryption_key() -> str:
+    from cryptography.fernet import Fernet
+
+    path = BASE_DIR / ".devdata" / "encryption_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
+# Fernet keys for tenants' stored provider keys, newest first; older ones still decrypt (add a
+# new key in front, run `manage.py rotate_provider_keys`, then drop the old one).
+AI_ENCRYPTION_KEYS = env_list(
+    "AI_ENCRYPTION_KEYS", [] if IS_PRODUCTION else [_dev_encryption_key()]
+)
+if not AI_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("Set AI_ENCRYPTION_KEYS (comma-separated Fernet keys).")
+
+# Retries and deadlines (seconds). The gateway owns retries; SDK retries are off.
+AI_DEADLINE_S = env_int("AI_DEADLINE_S", 60, minimum=1)
+AI_ATTEMPT_TIMEOUT_S = env_int("AI_ATTEMPT_TIMEOUT_S", 30, minimum=1)
+AI_MAX_ATTEMPTS_PER_MODEL = env_int("AI_MAX_ATTEMPTS_PER_MODEL", 2, minimum=1)
+AI_BACKOFF_BASE_MS = env_int("AI_BACKOFF_BASE_MS", 250, minimum=0)
+AI_BACKOFF_MAX_MS = env_int("AI_BACKOFF_MAX_MS", 4000, minimum=0)
+# Circuit breakers, per provider+model (and per tenant for BYOK keys).
+AI_BREAKER_FAILURES = env_int("AI_BREAKER_FAILURES", 5, minimum=1)
+AI_BREAKER_WINDOW_S = env_int("AI_BREAKER_WINDOW_S", 60, minimum=1)
+AI_BREAKER_COOLDOWN_S = env_int("AI_BREAKER_COOLDOWN_S", 30, minimum=1)
+# Caches: exact answers for this long (per feature overrides below), stale copies kept longer
+# to answer when every provider is down; semantic hits need at least this cosine similarity.
+AI_CACHE_TTL_S = env_int("AI_CACHE_TTL_S", 3600, minimum=0)
+AI_CACHE_TTL_BY_FEATURE = {"chat": 0, "classify": 86400, "summarize": 86400}
+AI_STALE_TTL_S = env_int("AI_STALE_TTL_S", 7 * 86400, minimum=0)
+AI_SEMANTIC_THRESHOLD = float(env_str("AI_SEMANTIC_THRESHOLD", "0.92"))
+# Guardrails: refuse (not only flag) user input that looks like a prompt injection.
+AI_BLOCK_PROMPT_INJECTION = env_bool("AI_BLOCK_PROMPT_INJECTION", False)
+# Plan code -> routing tier, and per-tier input/output limits (tokens).
+AI_PLAN_TIERS = {"free": "free", "starter": "standard", "pro": "standard", "enterprise": "premium"}
+AI_TIER_LIMITS = {
+    "free": {"max_prompt_tokens": 4000, "max_output_tokens": 512},
+    "standard": {"max_prompt_tokens": 32000, "max_output_tokens": 2048},
+    "premium": {"max_prompt_tokens": 128000, "max_output_tokens": 4096},
+}
+# Where the local embedding model's ONNX graph is built and kept.
+LOCAL_MODEL_CACHE_DIR = Path(
+    env_str("LOCAL_MODEL_CACHE_DIR", str(BASE_DIR / ".devdata" / "models"))
+)
+
 # --- API -------------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
@@ -342,5 +405,6 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},  # one line per provider request otherwise
     },
 }

@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 
+from ai import views as ai_views
 from tenants import views
 
 urlpatterns = [
@@ -24,5 +25,11 @@ urlpatterns = [
     ),
     path(
         "invitations/<str:token>/", views.InvitationAcceptView.as_view(), name="invitation_accept"
+    ),
+    path("settings/ai/", ai_views.AISettingsView.as_view(), name="ai_settings"),
+    path(
+        "settings/ai/keys/<slug:provider>/remove/",
+        ai_views.ProviderKeyRemoveView.as_view(),
+        name="provider_key_remove",
     ),
 ]

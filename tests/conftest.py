@@ -90,11 +90,37 @@ def celery_eager():
 
 @pytest.fixture(autouse=True)
 def _public_schema_and_clean_cache():
-    """Each test starts on the public schema with an empty cache (rate limits, handoff nonces)."""
+    """Each test starts on the public schema with an empty cache (rate limits, handoff nonces,
+    breakers, answer cache) and reloads the AI catalog it sees."""
+    from ai.gateway.config import config_invalidate
+
     connection.set_schema_to_public()
     cache.clear()
+    config_invalidate()
     yield
     connection.set_schema_to_public()
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    from ai.simulator import Simulator
+
+    with Simulator(port=0) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(simulator, settings):
+    """The provider simulator as the platform's OpenAI and Anthropic, with fast retries."""
+    simulator.reset()
+    settings.OPENAI_API_KEY = "sk-platform-openai-000000"
+    settings.OPENAI_BASE_URL = simulator.openai_base_url
+    settings.ANTHROPIC_API_KEY = "sk-ant-platform-0000000"
+    settings.ANTHROPIC_BASE_URL = simulator.anthropic_base_url
+    settings.AI_BACKOFF_BASE_MS = 1
+    settings.AI_BACKOFF_MAX_MS = 5
+    yield simulator
+    simulator.reset()
 
 
 def host_of(tenant: Tenant) -> str:

@@ -1,0 +1,53 @@
+"""ai.gateway: the one seam every model call in Atrium goes through (DESIGN.md invariant 2).
+
+    from ai.gateway import Caller, complete, stream, embed
+    result = await complete(caller=Caller(tenant, "answer", request_id, user_id=...),
+                            messages=[{"role": "user", "content": "..."}])
+    async with stream(caller=..., messages=...) as s:
+        async for item in s: ...   # Delta(text) ..., then Done(result)
+
+Sync code uses complete_sync / embed_sync. Every call is switched (feature flags), guarded,
+routed (plan tier, tenant policy, BYOK keys), retried and failed over, cached per tenant, and
+metered exactly once in the usage ledger under (tenant, request id).
+"""
+
+from asgiref.sync import async_to_sync
+
+from ai.gateway.core import EmbedResult, complete, embed
+from ai.gateway.errors import (
+    AIDisabled,
+    AllProvidersFailed,
+    GatewayError,
+    InputRejected,
+    ModelNotAllowed,
+    ProviderRefused,
+    StructuredOutputInvalid,
+)
+from ai.gateway.streaming import GatewayStream, stream
+from ai.gateway.types import Caller, ContextDoc, Delta, Done, Prompt, Result
+
+complete_sync = async_to_sync(complete)
+embed_sync = async_to_sync(embed)
+
+__all__ = [
+    "AIDisabled",
+    "AllProvidersFailed",
+    "Caller",
+    "ContextDoc",
+    "Delta",
+    "Done",
+    "EmbedResult",
+    "GatewayError",
+    "GatewayStream",
+    "InputRejected",
+    "ModelNotAllowed",
+    "Prompt",
+    "ProviderRefused",
+    "Result",
+    "StructuredOutputInvalid",
+    "complete",
+    "complete_sync",
+    "embed",
+    "embed_sync",
+    "stream",
+]

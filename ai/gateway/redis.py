@@ -1,0 +1,29 @@
+"""Redis clients for the gateway: one sync client per process, one async client per event loop
+(redis.asyncio connections belong to the loop that opened them)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from functools import cache
+
+import redis
+import redis.asyncio as redis_async
+from django.conf import settings
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis]
+_async_clients = weakref.WeakKeyDictionary()
+
+
+@cache
+def sync_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def async_client() -> redis_async.Redis:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = redis_async.Redis.from_url(settings.REDIS_URL)
+        _async_clients[loop] = client
+    return client

@@ -1,0 +1,140 @@
+"""Anthropic through the official SDK."""
+
+from __future__ import annotations
+
+import weakref
+from asyncio import AbstractEventLoop, get_running_loop
+from collections.abc import AsyncIterator
+
+import anthropic
+import httpx2  # the HTTP client anthropic's SDK is built on
+
+from ai.providers.base import (
+    ChatRequest,
+    ChatResponse,
+    Credentials,
+    EmbedResponse,
+    ProviderError,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    parse_retry_after,
+)
+
+_clients: weakref.WeakKeyDictionary[
+    AbstractEventLoop, dict[tuple[str, str], anthropic.AsyncAnthropic]
+] = weakref.WeakKeyDictionary()
+
+
+def _client(credentials: Credentials) -> anthropic.AsyncAnthropic:
+    per_loop = _clients.setdefault(get_running_loop(), {})
+    key = (credentials.base_url, credentials.api_key)
+    client = per_loop.get(key)
+    if client is None:
+        client = anthropic.AsyncAnthropic(
+            api_key=credentials.api_key,
+            base_url=credentials.base_url or None,
+            max_retries=0,  # the gateway owns retries
+        )
+        per_loop[key] = client
+    return client
+
+
+def map_error(error: Exception) -> ProviderError:
+    if isinstance(error, ProviderError):
+        return error
+    if isinstance(error, anthropic.APITimeoutError):
+        return ProviderError("timeout", "The provider did not answer in time.", retriable=True)
+    if isinstance(error, anthropic.APIConnectionError):
+        return ProviderError("connection", "Could not reach the provider.", retriable=True)
+    if isinstance(error, anthropic.APIStatusError) and error.status_code < 400:
+        # An in-band `event: error` inside a 200 stream (e.g. overloaded mid-answer).
+        return ProviderError("stream_broken", "The provider's answer broke off.", retriable=True)
+    if isinstance(error, anthropic.APIStatusError):
+        status = error.status_code
+        retry_after = parse_retry_after(error.response.headers.get("retry-after"))
+        if status == 429:
+            return ProviderError(
+                "rate_limit", "The provider is rate limiting.", retriable=True, status=status,
+                retry_after=retry_after,
+            )  # fmt: skip
+        if status >= 500:
+            kind = "overloaded" if status == 529 else "server"
+            return ProviderError(
+                kind, f"The provider failed ({status}).", retriable=True, status=status,
+                retry_after=retry_after,
+            )  # fmt: skip
+        kind = {401: "auth", 403: "forbidden"}.get(status, "bad_request")
+        return ProviderError(
+            kind, f"The provider refused the request ({status}).", retriable=False, status=status
+        )
+    # The SDK does not wrap transport errors raised while iterating a stream.
+    if isinstance(error, httpx2.TransportError | anthropic.APIError | ValueError):
+        return ProviderError("stream_broken", "The provider's answer broke off.", retriable=True)
+    raise error
+
+
+def _kwargs(request: ChatRequest) -> dict[str, object]:
+    kwargs: dict[str, object] = {
+        "model": request.model,
+        "messages": request.messages,
+        "max_tokens": request.max_tokens,
+        "timeout": request.timeout,
+    }
+    if request.system:
+        kwargs["system"] = request.system
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    return kwargs
+
+
+class AnthropicAdapter:
+    name = "anthropic"
+
+    async def complete(self, request: ChatRequest, credentials: Credentials) -> ChatResponse:
+        try:
+            response = await _client(credentials).messages.create(**_kwargs(request))
+        except Exception as error:
+            raise map_error(error) from None
+        text = "".join(block.text for block in response.content if block.type == "text")
+        usage = Usage(
+            response.usage.input_tokens,
+            response.usage.output_tokens,
+            getattr(response.usage, "cache_read_input_tokens", 0) or 0,
+        )
+        return ChatResponse(text, usage, response.stop_reason or "stop")
+
+    async def stream(
+        self, request: ChatRequest, credentials: Credentials
+    ) -> AsyncIterator[StreamEvent]:
+        input_tokens = output_tokens = cached = 0
+        saw_usage = stopped = False
+        stop_reason = "stop"
+        try:
+            events = await _client(credentials).messages.create(**_kwargs(request), stream=True)
+            async with events:
+                async for event in events:
+                    if event.type == "message_start":
+                        usage = event.message.usage
+                        input_tokens = usage.input_tokens or 0
+                        cached = getattr(usage, "cache_read_input_tokens", 0) or 0
+                        saw_usage = True
+                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        yield TextDelta(event.delta.text)
+                    elif event.type == "message_delta":
+                        output_tokens = event.usage.output_tokens or 0
+                        stop_reason = event.delta.stop_reason or stop_reason
+                    elif event.type == "message_stop":
+                        stopped = True
+        except Exception as error:
+            raise map_error(error) from None
+        if not stopped:
+            raise ProviderError("stream_broken", "The provider's answer broke off.", retriable=True)
+        usage_out = Usage(input_tokens, output_tokens, cached) if saw_usage else None
+        yield StreamEnd(usage_out, stop_reason)
+
+    async def embed(
+        self, model: str, texts: list[str], credentials: Credentials, *, timeout: float
+    ) -> EmbedResponse:
+        raise ProviderError("bad_request", "Anthropic has no embeddings API.", retriable=False)

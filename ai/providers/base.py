@@ -1,0 +1,126 @@
+"""The interface every provider adapter implements, and the provider-neutral data it speaks.
+
+Adapters translate to and from one SDK; they never retry (the gateway does), never record usage
+and never read settings about routing. Errors leave an adapter only as `ProviderError`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str
+    base_url: str = ""
+    byok: bool = False  # the tenant's own key: its failures never touch shared state
+
+    def __repr__(self) -> str:  # never print a key
+        return f"Credentials(base_url={self.base_url!r}, byok={self.byok})"
+
+
+@dataclass(frozen=True)
+class ContextDoc:
+    """Retrieved text handed to the model as quoted data (never as instructions)."""
+
+    id: str
+    text: str
+    title: str = ""
+
+
+@dataclass
+class ChatRequest:
+    model: str  # the provider's model id
+    messages: list[dict[str, str]]  # {"role": "user"|"assistant", "content": ...}
+    system: str = ""
+    max_tokens: int = 512
+    temperature: float | None = None
+    context: list[ContextDoc] = field(default_factory=list)
+    timeout: float = 30.0
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass
+class ChatResponse:
+    text: str
+    usage: Usage | None
+    finish_reason: str = "stop"
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class StreamEnd:
+    """The provider said the answer is complete. A stream that stops without one is broken."""
+
+    usage: Usage | None
+    finish_reason: str = "stop"
+
+
+StreamEvent = TextDelta | StreamEnd
+
+
+@dataclass
+class EmbedResponse:
+    vectors: list[list[float]]
+    usage: Usage | None
+
+
+class ProviderError(Exception):
+    """A provider call failed. `retriable` errors may be retried or failed over; the others
+    (bad request, bad key, forbidden) fail fast. `message` is safe to show: no keys, no bodies."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        retriable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retriable = retriable
+        self.status = status
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+class ProviderAdapter(Protocol):
+    name: str
+
+    async def complete(self, request: ChatRequest, credentials: Credentials) -> ChatResponse: ...
+
+    def stream(self, request: ChatRequest, credentials: Credentials) -> AsyncIterator[StreamEvent]:
+        """Yields TextDelta events, then exactly one StreamEnd if the answer completed.
+        Raises ProviderError when the stream fails (before or after the first delta)."""
+        ...
+
+    async def embed(
+        self, model: str, texts: list[str], credentials: Credentials, *, timeout: float
+    ) -> EmbedResponse: ...
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds form; HTTP dates are rare from APIs)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
