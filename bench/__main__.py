@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-BENCHMARKS = ["provisioning"]
+BENCHMARKS = ["provisioning", "embeddings"]
 
 
 def main(argv: list[str]) -> int:

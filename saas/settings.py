@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from kombu import Queue
 
-from saas.env import env_bool, env_choice, env_int, env_list, env_str
+from saas.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -354,7 +354,9 @@ AI_BREAKER_COOLDOWN_S = env_int("AI_BREAKER_COOLDOWN_S", 30, minimum=1)
 AI_CACHE_TTL_S = env_int("AI_CACHE_TTL_S", 3600, minimum=0)
 AI_CACHE_TTL_BY_FEATURE = {"chat": 0, "classify": 86400, "summarize": 86400}
 AI_STALE_TTL_S = env_int("AI_STALE_TTL_S", 7 * 86400, minimum=0)
-AI_SEMANTIC_THRESHOLD = float(env_str("AI_SEMANTIC_THRESHOLD", "0.92"))
+AI_SEMANTIC_THRESHOLD = env_float("AI_SEMANTIC_THRESHOLD", 0.92, minimum=0.5, maximum=1.0)
+# Features whose answers may be reused for similar questions (not open chat: context matters).
+AI_SEMANTIC_FEATURES = set(env_list("AI_SEMANTIC_FEATURES", ["answer"]))
 # Guardrails: refuse (not only flag) user input that looks like a prompt injection.
 AI_BLOCK_PROMPT_INJECTION = env_bool("AI_BLOCK_PROMPT_INJECTION", False)
 # Plan code -> routing tier, and per-tier input/output limits (tokens).

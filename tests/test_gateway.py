@@ -173,6 +173,7 @@ def test_it_gives_a_clear_error_with_a_retry_hint_when_all_fail(world, sim):
 
 def test_it_serves_a_stale_cached_answer_when_every_provider_is_down(world, sim, settings):
     settings.AI_CACHE_TTL_BY_FEATURE = {"answer": 1}
+    settings.AI_SEMANTIC_FEATURES = set()  # only the exact and stale caches here
     first = ask(world.acme)
     from ai.gateway.cache import PREFIX
     from ai.gateway.redis import sync_client
@@ -470,3 +471,25 @@ def test_it_writes_one_record_per_request_id_even_if_called_twice(world, sim):
     ask(world.acme, who=who)
     ask(world.acme, who=who)
     assert UsageRecord.objects.filter(tenant=world.acme, request_id=who.request_id).count() == 1
+
+
+def test_it_reuses_an_answer_for_a_similar_question_within_the_tenant_only(world, sim):
+    first = ask(world.acme)
+    similar = [{"role": "user", "content": "what's the refund policy for annual plans"}]
+    who = caller(world.acme)
+    hit = complete_sync(caller=who, messages=similar)
+    assert hit.cache_status == "semantic" and hit.text == first.text
+    assert len(sim.requests(CHAT)) == 1
+    assert record(world.acme, who.request_id).cache_status == "semantic"
+    assert complete_sync(caller=caller(world.globex), messages=similar).cache_status == "miss"
+    other = [{"role": "user", "content": "How do I reset my password?"}]
+    assert complete_sync(caller=caller(world.acme), messages=other).cache_status == "miss"
+    with_context = complete_sync(
+        caller=caller(world.acme), messages=similar, context=[ContextDoc("d9", "Refunds...")]
+    )
+    assert with_context.cache_status == "miss"  # other retrieved context: another answer
+
+
+def test_it_refuses_to_silently_truncate_a_text_to_embed(world):
+    with pytest.raises(ProviderRefused):
+        embed_sync(caller=caller(world.acme, feature="embed"), texts=["word " * 400])

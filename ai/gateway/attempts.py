@@ -113,4 +113,4 @@ def _refusal_message(error: ProviderError) -> str:
         return "The provider rejected the API key. An administrator should check the key."
     if error.kind == "forbidden":
         return "The provider refused access to this model."
-    return "The provider refused the request as invalid."
+    return error.message  # already safe: adapters never put keys or bodies in it

@@ -20,6 +20,7 @@ from ai.gateway.errors import (
 from ai.gateway.guardrails import parse_structured, redact
 from ai.gateway.plan import Plan, plan_chat, plan_embed
 from ai.gateway.routing import Target
+from ai.gateway.semantic import normalise_query, query_vector, semantic_lookup, semantic_store
 from ai.gateway.tokens import estimate_tokens
 from ai.gateway.types import Caller, Prompt, Result
 from ai.gateway.usage import UsageEntry, cost_micros, usage_record
@@ -116,13 +117,20 @@ async def record_failure(plan: Plan, error: GatewayError, state: ChainState | No
 
 
 async def cached_result(plan: Plan, *, stale: bool = False) -> Result | None:
+    """An exact (or, when every provider failed, stale) hit, else a semantic one, else None."""
     if plan.fingerprint is None:
         return None
+    status = CacheStatus.STALE if stale else CacheStatus.EXACT
     hit = await cache_get(plan.caller.tenant.schema_name, plan.fingerprint, stale=stale)
+    if hit is None and not stale and plan.semantic_fingerprint is not None:
+        plan.query_vector = await query_vector(normalise_query(plan.query))
+        hit = await semantic_lookup(
+            plan.caller.tenant, plan.semantic_fingerprint, plan.query_vector
+        )
+        status = CacheStatus.SEMANTIC
     if hit is None:
         return None
     target = next((t for t in plan.targets if t.model.key == hit.model), plan.targets[0])
-    status = CacheStatus.STALE if stale else CacheStatus.EXACT
     metrics.CACHE_HITS.labels(status).inc()
     return await finish(
         plan, target=target, text=hit.text, usage=None, outcome=Outcome.OK, cache_status=status
@@ -130,11 +138,16 @@ async def cached_result(plan: Plan, *, stale: bool = False) -> Result | None:
 
 
 async def remember(plan: Plan, target: Target, text: str) -> None:
-    if plan.fingerprint is not None:
-        answer = CachedAnswer(text, target.model.key, target.model.provider, plan.prompt_version)
-        await cache_put(
-            plan.caller.tenant.schema_name, plan.fingerprint, answer, ttl=plan.cache_ttl
-        )
+    """Keep a complete, clean answer for the exact and semantic caches."""
+    if plan.fingerprint is None:
+        return
+    answer = CachedAnswer(text, target.model.key, target.model.provider, plan.prompt_version)
+    await cache_put(plan.caller.tenant.schema_name, plan.fingerprint, answer, ttl=plan.cache_ttl)
+    if plan.semantic_fingerprint is not None and plan.query_vector is not None:
+        await semantic_store(
+            plan.caller.tenant, plan.caller.feature, plan.semantic_fingerprint,
+            normalise_query(plan.query), plan.query_vector, answer, plan.cache_ttl,
+        )  # fmt: skip
 
 
 async def complete(
@@ -267,7 +280,7 @@ async def embed(
         caller=caller, snapshot=snapshot, targets=targets, messages=[], system="", canary="",
         prompt_version="", context=[], max_tokens=0, temperature=None,
         prompt_tokens=sum(estimate_tokens(t) for t in texts), fingerprint=None, cache_ttl=0,
-        response_schema=None,
+        semantic_fingerprint=None, response_schema=None,
     )  # fmt: skip
 
     async def attempt(target: Target, timeout: float):

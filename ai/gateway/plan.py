@@ -52,7 +52,10 @@ class Plan:
     prompt_tokens: int
     fingerprint: str | None
     cache_ttl: int
+    semantic_fingerprint: str | None
     response_schema: dict[str, Any] | None
+    query: str = ""
+    query_vector: list[float] | None = None  # filled by the semantic lookup, reused to store
     started: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=now)
     flags: list[str] = field(default_factory=list)
@@ -134,18 +137,23 @@ async def plan_chat(
     max_tokens = min(max_tokens or cap, cap)
     policy = snapshot.policy(caller.tenant.pk)
     ttl = cache_ttl(caller.feature)
-    fingerprint = None
+    fingerprint = semantic_fingerprint = None
     if use_cache and policy.cache_enabled and ttl > 0:
-        fingerprint = cache_fingerprint(
+        decided_by = dict(
             feature=caller.feature, route=[t.model.key for t in targets], prompt=prompt_version,
-            system=system, messages=messages, context=[d.id for d in context],
-            max_tokens=max_tokens, temperature=temperature, schema=response_schema,
+            system=system, context=[d.id for d in context], max_tokens=max_tokens,
+            temperature=temperature, schema=response_schema,
         )  # fmt: skip
+        fingerprint = cache_fingerprint(messages=messages, **decided_by)
+        if policy.semantic_cache_enabled and caller.feature in settings.AI_SEMANTIC_FEATURES:
+            # Everything but the wording of the last question must match.
+            semantic_fingerprint = cache_fingerprint(history=messages[:-1], **decided_by)
     return Plan(
         caller=caller, snapshot=snapshot, targets=targets, messages=messages,
         system=full_system, canary=canary, prompt_version=prompt_version, context=context,
         max_tokens=max_tokens, temperature=temperature, prompt_tokens=prompt_tokens,
-        fingerprint=fingerprint, cache_ttl=ttl, response_schema=response_schema, flags=flags,
+        fingerprint=fingerprint, cache_ttl=ttl, semantic_fingerprint=semantic_fingerprint,
+        response_schema=response_schema, flags=flags, query=messages[-1]["content"],
     )  # fmt: skip
 
 

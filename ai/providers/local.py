@@ -18,6 +18,7 @@ from ai.providers.base import (
     ContextDoc,
     Credentials,
     EmbedResponse,
+    ProviderError,
     StreamEnd,
     StreamEvent,
     TextDelta,
@@ -152,10 +153,13 @@ class LocalAdapter:
     async def embed(
         self, model: str, texts: list[str], credentials: Credentials, *, timeout: float
     ) -> EmbedResponse:
-        from ai.embedding.minilm import get_embedder
+        from ai.embedding.minilm import InputTooLong, get_embedder
 
         embedder = get_embedder()
-        # CPU-bound: run it off the event loop.
-        vectors = await asyncio.to_thread(embedder.embed, texts)
+        try:
+            # CPU-bound: run it off the event loop. Over-long texts are refused, not cut.
+            vectors = await asyncio.to_thread(embedder.embed, texts)
+        except InputTooLong as error:
+            raise ProviderError("bad_request", str(error), retriable=False) from None
         tokens = sum(embedder.count_tokens_batch(texts))
         return EmbedResponse(vectors.tolist(), Usage(tokens, 0))
