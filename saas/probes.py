@@ -73,4 +73,10 @@ def readyz(request: HttpRequest) -> HttpResponse:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
+    from ai.gateway.metrics import refresh_breaker_state
+
+    try:
+        refresh_breaker_state()
+    except Exception as exc:  # Redis down: still serve the other metrics
+        logger.warning("breaker state unavailable: %s", type(exc).__name__)
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -3,6 +3,8 @@ no tenant label, since the number of tenants is not bounded."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from ai.gateway.redis import sync_client
+
 CALLS = Counter(
     "atrium_ai_calls_total", "Gateway calls.", ["feature", "provider", "model", "outcome", "cache"]
 )
@@ -22,10 +24,32 @@ RETRIES = Counter("atrium_ai_retries_total", "Provider attempts retried.", ["pro
 BREAKER_OPENED = Counter(
     "atrium_ai_breaker_opened_total", "Circuit breakers opened.", ["provider", "model"]
 )
-BREAKER_OPEN = Gauge(
-    "atrium_ai_breaker_open", "1 while a platform breaker is open.", ["provider", "model"]
+BREAKER_STATE = Gauge(
+    "atrium_ai_breaker_state",
+    "Platform circuit breakers: 0 closed, 1 half-open, 2 open (read from Redis at scrape time).",
+    ["provider", "model"],
 )
 GUARDRAIL_HITS = Counter("atrium_ai_guardrail_hits_total", "Guardrail findings.", ["kind"])
 VALIDATION_FAILURES = Counter(
     "atrium_ai_validation_failures_total", "Structured outputs that failed validation.", ["stage"]
 )
+
+
+def refresh_breaker_state() -> None:
+    """Set BREAKER_STATE from the shared breakers (platform keys only: bounded by the catalog).
+    Breakers that closed again drop back to 0."""
+    from ai.gateway.breaker import PREFIX
+
+    states: dict[tuple[str, str], int] = dict.fromkeys(_known_breakers(), 0)
+    for raw in sync_client().scan_iter(match=f"{PREFIX}platform:*", count=500):
+        key = raw.decode()
+        provider, model, suffix = key.removeprefix(f"{PREFIX}platform:").split(":", 2)
+        level = {"open": 2, "half": 1}.get(suffix)
+        if level is not None:
+            states[(provider, model)] = max(states.get((provider, model), 0), level)
+    for (provider, model), level in states.items():
+        BREAKER_STATE.labels(provider, model).set(level)
+
+
+def _known_breakers() -> list[tuple[str, str]]:
+    return [tuple(labels) for labels in BREAKER_STATE._metrics]
