@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-BENCHMARKS = ["provisioning", "embeddings"]
+BENCHMARKS = ["provisioning", "gateway", "embeddings"]
 
 
 def main(argv: list[str]) -> int:

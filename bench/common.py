@@ -59,3 +59,13 @@ def use_scratch_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     os.environ["DATABASE_URL"] = urlunsplit(url._replace(path=f"/{name}"))
+
+
+def use_scratch_redis(db: int = 15) -> None:
+    """Point Redis at an emptied database of its own (no breaker or cache state left over from
+    tests or dev). Must run before django.setup()."""
+    import redis
+
+    url = urlsplit(os.environ["REDIS_URL"])
+    os.environ["REDIS_URL"] = urlunsplit(url._replace(path=f"/{db}"))
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()

@@ -92,10 +92,12 @@ def celery_eager():
 def _public_schema_and_clean_cache():
     """Each test starts on the public schema with an empty cache (rate limits, handoff nonces,
     breakers, answer cache) and reloads the AI catalog it sees."""
+    from ai.gateway.breaker import _seen_closed
     from ai.gateway.config import config_invalidate
 
     connection.set_schema_to_public()
     cache.clear()
+    _seen_closed.clear()
     config_invalidate()
     yield
     connection.set_schema_to_public()

@@ -4,6 +4,7 @@ breakers, and failover to the next model. Non-retriable errors fail fast."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,8 @@ from ai.gateway.breaker import breaker_allow, breaker_failure, breaker_success
 from ai.gateway.errors import AllProvidersFailed, ProviderRefused
 from ai.gateway.routing import Target
 from ai.providers.base import ProviderError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,6 +90,7 @@ async def run_chain[T](
                 continue
             await breaker_success(target.breaker_key, probe=probe)
             return target, result
+    logger.warning("all providers failed: %s", "; ".join(state.errors))
     raise AllProvidersFailed(
         "The AI providers are not answering right now. Please try again shortly.",
         retry_after=state.retry_after or 5.0,

@@ -9,12 +9,18 @@ request or a bad key says nothing about the provider's health)."""
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 
 from ai.gateway.redis import async_client
 
 PREFIX = "atrium:ai:breaker:"
 PROBE_TTL_S = 30
+# A breaker seen closed is trusted for this long without asking Redis again; one opened by
+# another process is noticed within it. Failures seen here reset it at once.
+CLOSED_TRUST_S = 0.25
+_seen_closed: dict[str, float] = {}
 
 
 def _keys(name: str) -> tuple[str, str, str, str]:
@@ -24,15 +30,19 @@ def _keys(name: str) -> tuple[str, str, str, str]:
 
 async def breaker_allow(name: str) -> tuple[bool, bool]:
     """(allowed, is_probe) for a call through breaker `name`."""
+    if time.monotonic() - _seen_closed.get(name, -CLOSED_TRUST_S) < CLOSED_TRUST_S:
+        return True, False
     _, open_key, half_key, probe_key = _keys(name)
     client = async_client()
     is_open, is_half = await client.mget(open_key, half_key)
+    if not is_open and not is_half:
+        _seen_closed[name] = time.monotonic()
+        return True, False
+    _seen_closed.pop(name, None)
     if is_open:
         return False, False
-    if is_half:
-        acquired = await client.set(probe_key, 1, nx=True, ex=PROBE_TTL_S)
-        return bool(acquired), bool(acquired)
-    return True, False
+    acquired = await client.set(probe_key, 1, nx=True, ex=PROBE_TTL_S)
+    return bool(acquired), bool(acquired)
 
 
 async def breaker_success(name: str, *, probe: bool) -> None:
@@ -43,6 +53,7 @@ async def breaker_success(name: str, *, probe: bool) -> None:
 
 async def breaker_failure(name: str, *, probe: bool) -> bool:
     """Count a failure; returns True when this failure opened the breaker."""
+    _seen_closed.pop(name, None)
     fails_key, open_key, half_key, probe_key = _keys(name)
     client = async_client()
     async with client.pipeline(transaction=True) as pipe:

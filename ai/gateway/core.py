@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from ai.gateway import metrics
@@ -23,7 +22,7 @@ from ai.gateway.routing import Target
 from ai.gateway.semantic import normalise_query, query_vector, semantic_lookup, semantic_store
 from ai.gateway.tokens import estimate_tokens
 from ai.gateway.types import Caller, Prompt, Result
-from ai.gateway.usage import UsageEntry, cost_micros, usage_record
+from ai.gateway.usage import UsageEntry, cost_micros, usage_write
 from ai.providers import ADAPTERS
 from ai.providers.base import ChatRequest, ContextDoc, Usage
 from ai.providers.local import LABEL as LOCAL_LABEL
@@ -86,7 +85,7 @@ async def finish(
         latency_ms=latency_ms, ttft_ms=ttft_ms, cache_status=cache_status, outcome=outcome,
         attempts=state.attempts if state else 0, error=error,
     )  # fmt: skip
-    await sync_to_async(usage_record)(entry)
+    await usage_write(entry)
     provider = model.provider if model else ""
     metrics.CALLS.labels(
         plan.caller.feature, provider, model.key if model else "", outcome, cache_status
@@ -216,7 +215,7 @@ async def _record_unplanned(caller: Caller, error: GatewayError) -> None:
     from ai.gateway.errors import AIDisabled
 
     outcome = Outcome.DISABLED if isinstance(error, AIDisabled) else Outcome.REJECTED
-    await sync_to_async(usage_record)(
+    await usage_write(
         UsageEntry(
             tenant_id=caller.tenant.pk, request_id=caller.request_id, feature=caller.feature,
             user_id=caller.user_id, api_key_id=caller.api_key_id,

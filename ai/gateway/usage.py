@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from asgiref.sync import sync_to_async
 
 from ai.gateway.config import Price
 from ai.providers.base import Usage
@@ -47,35 +49,84 @@ class UsageEntry:
     error: str = ""
 
 
-def usage_record(entry: UsageEntry) -> bool:
-    """Insert the record unless one exists for (tenant, request id). Returns True if written.
-    Sync (call it through sync_to_async from async code)."""
+def _row(entry: UsageEntry) -> UsageRecord:
     usage = entry.usage or Usage()
-    try:
-        with transaction.atomic():
-            UsageRecord.objects.create(
-                tenant_id=entry.tenant_id,
-                request_id=entry.request_id,
-                feature=entry.feature,
-                user_id=entry.user_id,
-                api_key_id=entry.api_key_id,
-                provider=entry.provider,
-                model=entry.model,
-                price_id=entry.price_id,
-                prompt_version=entry.prompt_version,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cached_tokens=usage.cached_tokens,
-                tokens_estimated=usage.estimated,
-                cost_micros=entry.cost_micros,
-                billed_to=entry.billed_to,
-                latency_ms=entry.latency_ms,
-                ttft_ms=entry.ttft_ms,
-                cache_status=entry.cache_status,
-                outcome=entry.outcome,
-                attempts=entry.attempts,
-                error=entry.error[:200],
-            )
-    except IntegrityError:
-        return False  # this request id is already recorded: never twice
-    return True
+    return UsageRecord(
+        tenant_id=entry.tenant_id,
+        request_id=entry.request_id,
+        feature=entry.feature,
+        user_id=entry.user_id,
+        api_key_id=entry.api_key_id,
+        provider=entry.provider,
+        model=entry.model,
+        price_id=entry.price_id,
+        prompt_version=entry.prompt_version,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        tokens_estimated=usage.estimated,
+        cost_micros=entry.cost_micros,
+        billed_to=entry.billed_to,
+        latency_ms=entry.latency_ms,
+        ttft_ms=entry.ttft_ms,
+        cache_status=entry.cache_status,
+        outcome=entry.outcome,
+        attempts=entry.attempts,
+        error=entry.error[:200],
+    )
+
+
+def usage_record_many(entries: list[UsageEntry]) -> None:
+    """One INSERT for all entries; a (tenant, request id) already recorded is skipped, so a
+    call is never metered twice (ON CONFLICT DO NOTHING). Sync."""
+    UsageRecord.objects.bulk_create([_row(e) for e in entries], ignore_conflicts=True)
+
+
+def usage_record(entry: UsageEntry) -> None:
+    usage_record_many([entry])
+
+
+class UsageWriter:
+    """Group commit for one event loop: calls finishing together share one INSERT, and each
+    caller still waits until its row is written (nothing is acknowledged before it is stored).
+    Under concurrency this turns N round trips through the one database thread into one."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[UsageEntry, asyncio.Future[None]]] = []
+        self.flushing = False
+
+    async def write(self, entry: UsageEntry) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((entry, future))
+        if not self.flushing:
+            self.flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    await sync_to_async(usage_record_many)([entry for entry, _ in batch])
+                except Exception as error:  # every waiter learns the write failed
+                    for _, future in batch:
+                        future.set_exception(error)
+                else:
+                    for _, future in batch:
+                        future.set_result(None)
+        finally:
+            self.flushing = False
+
+
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UsageWriter]
+_writers = weakref.WeakKeyDictionary()
+
+
+async def usage_write(entry: UsageEntry) -> None:
+    """Write the usage record (async), batched with concurrent calls of this event loop."""
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = UsageWriter()
+    await writer.write(entry)
