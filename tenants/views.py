@@ -11,6 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views import View
 
+from ai.selectors import ai_status_for
 from saas.audit.selectors import audit_events_for
 from saas.lib.views import TenantAdminRequiredMixin, TenantMemberRequiredMixin
 from tenants.forms import AcceptInvitationForm, InvitationForm, OrganizationCreateForm, RoleForm
@@ -113,6 +114,7 @@ class SwitchTenantView(TenantMemberRequiredMixin, View):
 class DashboardView(TenantMemberRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         context = {
+            "ai": ai_status_for(tenant=request.tenant),
             "member_count": members_of(tenant=request.tenant).count(),
             "events": audit_events_for(tenant=request.tenant, limit=10)
             if request.membership.is_admin

@@ -96,3 +96,18 @@ def test_it_exposes_gateway_metrics(world, sim, public_client, settings):
     assert 'atrium_ai_breaker_state{model="gpt-4o-mini",provider="openai"} 2.0' in body
     assert "atrium_ai_fallbacks_total" in body
     assert "t_acme" not in body  # no tenant label
+
+
+def test_it_tells_the_dashboard_when_ai_is_local_only_or_off(world, alice_client):
+    from ai.catalog.models import FeatureFlag
+    from ai.gateway.config import config_invalidate
+
+    assert b"local extractive" in alice_client.get("/").content
+    FeatureFlag.objects.create(feature="*", enabled=False, reason="Maintenance until 14:00.")
+    config_invalidate()
+    page = alice_client.get("/").content
+    assert b"AI features are off: Maintenance until 14:00." in page
+
+
+def test_it_does_not_say_local_only_when_a_provider_is_configured(world, alice_client, sim):
+    assert b"local extractive" not in alice_client.get("/").content
