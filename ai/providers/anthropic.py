@@ -19,7 +19,10 @@ from ai.providers.base import (
     StreamEvent,
     TextDelta,
     Usage,
-    parse_retry_after,
+    broken_stream_error,
+    connection_error,
+    status_error,
+    timeout_error,
 )
 
 _clients: weakref.WeakKeyDictionary[
@@ -45,33 +48,17 @@ def map_error(error: Exception) -> ProviderError:
     if isinstance(error, ProviderError):
         return error
     if isinstance(error, anthropic.APITimeoutError):
-        return ProviderError("timeout", "The provider did not answer in time.", retriable=True)
+        return timeout_error()
     if isinstance(error, anthropic.APIConnectionError):
-        return ProviderError("connection", "Could not reach the provider.", retriable=True)
+        return connection_error()
     if isinstance(error, anthropic.APIStatusError) and error.status_code < 400:
         # An in-band `event: error` inside a 200 stream (e.g. overloaded mid-answer).
-        return ProviderError("stream_broken", "The provider's answer broke off.", retriable=True)
+        return broken_stream_error()
     if isinstance(error, anthropic.APIStatusError):
-        status = error.status_code
-        retry_after = parse_retry_after(error.response.headers.get("retry-after"))
-        if status == 429:
-            return ProviderError(
-                "rate_limit", "The provider is rate limiting.", retriable=True, status=status,
-                retry_after=retry_after,
-            )  # fmt: skip
-        if status >= 500:
-            kind = "overloaded" if status == 529 else "server"
-            return ProviderError(
-                kind, f"The provider failed ({status}).", retriable=True, status=status,
-                retry_after=retry_after,
-            )  # fmt: skip
-        kind = {401: "auth", 403: "forbidden"}.get(status, "bad_request")
-        return ProviderError(
-            kind, f"The provider refused the request ({status}).", retriable=False, status=status
-        )
-    # The SDK does not wrap transport errors raised while iterating a stream.
+        return status_error(error.status_code, error.response.headers.get("retry-after"))
+    # The SDK does not wrap transport or JSON errors raised while iterating a stream.
     if isinstance(error, httpx2.TransportError | anthropic.APIError | ValueError):
-        return ProviderError("stream_broken", "The provider's answer broke off.", retriable=True)
+        return broken_stream_error()
     raise error
 
 
@@ -130,7 +117,7 @@ class AnthropicAdapter:
         except Exception as error:
             raise map_error(error) from None
         if not stopped:
-            raise ProviderError("stream_broken", "The provider's answer broke off.", retriable=True)
+            raise broken_stream_error()
         usage_out = Usage(input_tokens, output_tokens, cached) if saw_usage else None
         yield StreamEnd(usage_out, stop_reason)
 

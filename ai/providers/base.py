@@ -124,3 +124,36 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def timeout_error() -> ProviderError:
+    return ProviderError("timeout", "The provider did not answer in time.", retriable=True)
+
+
+def connection_error() -> ProviderError:
+    return ProviderError("connection", "Could not reach the provider.", retriable=True)
+
+
+def broken_stream_error() -> ProviderError:
+    return ProviderError("stream_broken", "The provider's answer broke off.", retriable=True)
+
+
+def status_error(status: int, retry_after_header: str | None) -> ProviderError:
+    """The one classification of HTTP error statuses: 429 and 5xx (529 overloaded included) are
+    retriable and carry Retry-After; everything else is the caller's fault and fails fast."""
+    retry_after = parse_retry_after(retry_after_header)
+    if status == 429:
+        return ProviderError(
+            "rate_limit", "The provider is rate limiting.", retriable=True, status=status,
+            retry_after=retry_after,
+        )  # fmt: skip
+    if status >= 500:
+        kind = "overloaded" if status == 529 else "server"
+        return ProviderError(
+            kind, f"The provider failed ({status}).", retriable=True, status=status,
+            retry_after=retry_after,
+        )  # fmt: skip
+    kind = {401: "auth", 403: "forbidden"}.get(status, "bad_request")
+    return ProviderError(
+        kind, f"The provider refused the request ({status}).", retriable=False, status=status
+    )

@@ -19,7 +19,10 @@ from ai.providers.base import (
     StreamEvent,
     TextDelta,
     Usage,
-    parse_retry_after,
+    broken_stream_error,
+    connection_error,
+    status_error,
+    timeout_error,
 )
 
 # One client (and so one connection pool) per event loop and credentials: httpx pools are bound
@@ -46,29 +49,14 @@ def map_error(error: Exception) -> ProviderError:
     if isinstance(error, ProviderError):
         return error
     if isinstance(error, openai.APITimeoutError):
-        return ProviderError("timeout", "The provider did not answer in time.", retriable=True)
+        return timeout_error()
     if isinstance(error, openai.APIConnectionError):
-        return ProviderError("connection", "Could not reach the provider.", retriable=True)
+        return connection_error()
     if isinstance(error, openai.APIStatusError):
-        status = error.status_code
-        retry_after = parse_retry_after(error.response.headers.get("retry-after"))
-        if status == 429:
-            return ProviderError(
-                "rate_limit", "The provider is rate limiting.", retriable=True, status=status,
-                retry_after=retry_after,
-            )  # fmt: skip
-        if status >= 500:
-            kind = "overloaded" if status == 529 else "server"
-            return ProviderError(
-                kind, f"The provider failed ({status}).", retriable=True, status=status,
-                retry_after=retry_after,
-            )  # fmt: skip
-        kind = {401: "auth", 403: "forbidden"}.get(status, "bad_request")
-        return ProviderError(
-            kind, f"The provider refused the request ({status}).", retriable=False, status=status
-        )
+        return status_error(error.status_code, error.response.headers.get("retry-after"))
+    # The SDK does not wrap transport or JSON errors raised while iterating a stream.
     if isinstance(error, httpx2.TransportError | openai.APIError | ValueError):
-        return ProviderError("stream_broken", "The provider's answer broke off.", retriable=True)
+        return broken_stream_error()
     raise error
 
 
@@ -131,7 +119,7 @@ class OpenAIAdapter:
         except Exception as error:
             raise map_error(error) from None
         if finish_reason is None:
-            raise ProviderError("stream_broken", "The provider's answer broke off.", retriable=True)
+            raise broken_stream_error()
         yield StreamEnd(usage, finish_reason)
 
     async def embed(
