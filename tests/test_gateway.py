@@ -211,16 +211,38 @@ def test_it_marks_a_stream_broken_after_the_first_token_incomplete(world, sim, f
     assert row.cost_micros > 0
 
 
-@pytest.mark.parametrize("model_filter", ["gpt-4o-mini", "claude-haiku"])
-def test_it_estimates_tokens_when_the_provider_reports_none(world, sim, model_filter):
-    if model_filter == "claude-haiku":
+@pytest.mark.parametrize("fault", ["cut", "sse_error", "malformed"])
+def test_it_marks_a_broken_anthropic_stream_incomplete(world, sim, fault):
+    only_claude(world.acme)
+    sim.script({"fault": fault, "after_tokens": 3, "model": "claude-haiku-4-5"})
+    who = caller(world.acme)
+    deltas, result = collect(stream(caller=who, messages=QUESTION))
+    assert result.outcome == "incomplete" and len(result.text.split()) == 3
+    assert "".join(deltas) == result.text
+    assert record(world.acme, who.request_id).outcome == "incomplete"
+
+
+def test_it_fails_over_from_an_overloaded_anthropic_to_openai(world, sim):
+    TenantAIPolicy.objects.create(tenant=world.acme, allowed_models=["claude-haiku", "gpt-4o-mini"])
+    config_invalidate()
+    sim.script(*[{"fault": "status", "code": 529, "model": "claude-haiku-4-5"}] * 2)
+    # The free route lists gpt-4o-mini first; ask for claude explicitly to make it primary.
+    result = ask(world.acme, model="claude-haiku")
+    assert (result.provider, result.fallback) == ("openai", True)
+
+
+@pytest.mark.parametrize(
+    ("policy", "provider_model"), [(None, "gpt-4o-mini"), (["claude-haiku"], "claude-haiku-4-5")]
+)
+def test_it_estimates_tokens_when_the_provider_reports_none(world, sim, policy, provider_model):
+    if policy:
         only_claude(world.acme)
-    sim.script({"fault": "no_usage", "model": "gpt-4o-mini"})
+    sim.script({"fault": "no_usage", "model": provider_model})
     who = caller(world.acme)
     _, result = collect(stream(caller=who, messages=QUESTION))
     assert result.outcome == "ok"
-    if model_filter == "gpt-4o-mini":
-        assert record(world.acme, who.request_id).tokens_estimated
+    row = record(world.acme, who.request_id)
+    assert row.tokens_estimated and row.output_tokens > 0 and row.cost_micros > 0
 
 
 def test_it_meters_a_stream_the_caller_stopped(world, sim):

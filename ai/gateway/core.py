@@ -45,11 +45,17 @@ def chat_request(plan: Plan, target: Target, timeout: float) -> ChatRequest:
 
 
 def measured_usage(plan: Plan, usage: Usage | None, text: str) -> Usage:
-    """The provider's usage, or our estimate (flagged) when it reported none."""
-    if usage is not None:
+    """The provider's usage; our estimate (flagged) for what it did not report. A zero count
+    for text that exists is treated as not reported (a stream cut before its usage event)."""
+    if usage is not None and usage.input_tokens and (usage.output_tokens or not text):
         return usage
     context_tokens = sum(estimate_tokens(d.text) for d in plan.context)
-    return Usage(plan.prompt_tokens + context_tokens, estimate_tokens(text), 0, estimated=True)
+    return Usage(
+        (usage.input_tokens if usage else 0) or plan.prompt_tokens + context_tokens,
+        (usage.output_tokens if usage else 0) or estimate_tokens(text),
+        usage.cached_tokens if usage else 0,
+        estimated=True,
+    )
 
 
 async def finish(
