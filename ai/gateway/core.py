@@ -12,6 +12,7 @@ from ai.gateway import metrics
 from ai.gateway.attempts import ChainState, Deadline, run_chain
 from ai.gateway.cache import CachedAnswer, cache_get, cache_put
 from ai.gateway.errors import (
+    AIDisabled,
     AllProvidersFailed,
     GatewayError,
     StructuredOutputInvalid,
@@ -172,7 +173,7 @@ async def complete(
     """One answer. Raises GatewayError subclasses (AIDisabled, InputRejected, ModelNotAllowed,
     ProviderRefused, AllProvidersFailed, StructuredOutputInvalid); every call, failed or not,
     leaves exactly one usage record under `caller.request_id`."""
-    plan = await _plan_or_record(
+    plan = await plan_or_record(
         caller=caller, messages=messages, prompt=prompt, system=system,
         context=context or [], model=model, max_tokens=max_tokens, temperature=temperature,
         response_schema=response_schema, use_cache=use_cache,
@@ -191,7 +192,7 @@ async def complete(
         {"role": "user", "content": f"That reply {problem}. Reply again with only valid JSON."},
     ]
     repair = await _complete_planned(
-        await _plan_or_record(
+        await plan_or_record(
             caller=Caller(caller.tenant, caller.feature, f"{caller.request_id}:repair",
                           caller.user_id, caller.api_key_id),
             messages=repair_messages, prompt=prompt, system=system, context=context or [],
@@ -208,7 +209,7 @@ async def complete(
     return repair
 
 
-async def _plan_or_record(**kwargs: Any) -> Plan:
+async def plan_or_record(**kwargs: Any) -> Plan:
     """Plan the call; a refusal at this stage (switch off, bad input) is metered too."""
     try:
         return await plan_chat(**kwargs)
@@ -218,8 +219,6 @@ async def _plan_or_record(**kwargs: Any) -> Plan:
 
 
 async def _record_unplanned(caller: Caller, error: GatewayError) -> None:
-    from ai.gateway.errors import AIDisabled
-
     outcome = Outcome.DISABLED if isinstance(error, AIDisabled) else Outcome.REJECTED
     await usage_write(
         UsageEntry(
@@ -257,7 +256,9 @@ async def _complete_planned(plan: Plan, deadline_s: float | None) -> Result:
     for finding in found:
         plan.flags.append(finding)
         metrics.GUARDRAIL_HITS.labels(finding).inc()
-    if not found:
+    # Only clean answers are reused, and for structured calls only valid ones.
+    valid = plan.response_schema is None or parse_structured(text, plan.response_schema)[1] is None
+    if not found and valid:
         await remember(plan, target, text)
     return await finish(
         plan, target=target, text=text, usage=response.usage, outcome=Outcome.OK,

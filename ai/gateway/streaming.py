@@ -21,10 +21,10 @@ from ai.gateway.breaker import breaker_allow, breaker_failure, breaker_success
 from ai.gateway.core import (
     CacheStatus,
     Outcome,
-    _plan_or_record,
     cached_result,
     chat_request,
     finish,
+    plan_or_record,
     record_failure,
     remember,
 )
@@ -65,7 +65,7 @@ class GatewayStream:
             await self._iterator.aclose()  # type: ignore[attr-defined]
 
     async def _run(self) -> AsyncIterator[StreamItem]:
-        plan = await _plan_or_record(**self._kwargs)
+        plan = await plan_or_record(**self._kwargs)
         hit = await cached_result(plan)
         if hit is not None:
             self.result = hit
