@@ -515,3 +515,20 @@ def test_it_reuses_an_answer_for_a_similar_question_within_the_tenant_only(world
 def test_it_refuses_to_silently_truncate_a_text_to_embed(world):
     with pytest.raises(ProviderRefused):
         embed_sync(caller=caller(world.acme, feature="embed"), texts=["word " * 400])
+
+
+def test_it_records_every_call_of_a_concurrent_burst_exactly_once(world, sim):
+    import asyncio
+
+    from ai.gateway import complete
+
+    callers = [caller(world.acme) for _ in range(20)]
+
+    async def burst():
+        await asyncio.gather(
+            *(complete(caller=who, messages=QUESTION, use_cache=False) for who in callers)
+        )
+
+    async_to_sync(burst)()
+    ids = [who.request_id for who in callers]
+    assert UsageRecord.objects.filter(tenant=world.acme, request_id__in=ids).count() == 20

@@ -97,34 +97,43 @@ def usage_record(entry: UsageEntry) -> None:
 class UsageWriter:
     """Group commit for one event loop: calls finishing together share one INSERT, and each
     caller still waits until its row is written (nothing is acknowledged before it is stored).
-    Under concurrency this turns N round trips through the one database thread into one."""
+    The first caller writes its own row, then, in one INSERT per round, the rows of the calls
+    that queued meanwhile (no extra task to schedule). Under concurrency N round trips through
+    the one database thread become a few."""
 
     def __init__(self) -> None:
         self.pending: list[tuple[UsageEntry, asyncio.Future[None]]] = []
-        self.flushing = False
+        self.busy = False
 
     async def write(self, entry: UsageEntry) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((entry, future))
-        if not self.flushing:
-            self.flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        await future
-
-    async def _flush(self) -> None:
+        if self.busy:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.pending.append((entry, future))
+            await future
+            return
+        self.busy = True
         try:
-            while self.pending:
-                batch, self.pending = self.pending, []
-                try:
-                    await sync_to_async(usage_record_many)([entry for entry, _ in batch])
-                except Exception as error:  # every waiter learns the write failed
-                    for _, future in batch:
-                        future.set_exception(error)
-                else:
-                    for _, future in batch:
-                        future.set_result(None)
+            await sync_to_async(usage_record_many)([entry])
         finally:
-            self.flushing = False
+            # Written by this caller on behalf of those who queued meanwhile, even if its own
+            # write failed: nobody is left waiting.
+            try:
+                while self.pending:
+                    batch, self.pending = self.pending, []
+                    await _write_batch(batch)
+            finally:
+                self.busy = False
+
+
+async def _write_batch(batch: list[tuple[UsageEntry, asyncio.Future[None]]]) -> None:
+    try:
+        await sync_to_async(usage_record_many)([entry for entry, _ in batch])
+    except Exception as error:  # every waiter learns its write failed
+        for _, waiting in batch:
+            waiting.set_exception(error)
+    else:
+        for _, waiting in batch:
+            waiting.set_result(None)
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UsageWriter]
