@@ -144,7 +144,14 @@ DATABASES = {
         engine="django_tenants.postgresql_backend",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
         conn_health_checks=True,
-    )
+    ),
+    # The same database through a connection of its own, for the usage ledger: a model call
+    # is metered even when the caller's transaction rolls back (the spend happened anyway).
+    # Never migrated (django-tenants' router migrates only "default").
+    "ledger": {
+        **dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True),
+        "TEST": {"MIRROR": "default"},
+    },
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

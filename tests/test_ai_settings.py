@@ -12,7 +12,7 @@ from saas.audit.models import AuditEvent
 from tests.conftest import host_of
 from tests.test_gateway import ask
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(databases=["default", "ledger"])
 KEY = "sk-acme-secret-key-9876"
 
 

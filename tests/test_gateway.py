@@ -31,7 +31,7 @@ from ai.gateway.config import config_invalidate
 from ai.gateway.guardrails import canary_for
 from billing.models import UsageRecord
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(databases=["default", "ledger"])
 
 QUESTION = [{"role": "user", "content": "What is the refund policy for annual plans?"}]
 CHAT = "/v1/chat/completions"
@@ -62,8 +62,14 @@ def collect(gateway_stream) -> tuple[list[str], object]:
     return async_to_sync(run)()
 
 
+def ledger():
+    """Usage rows are written through the `ledger` connection (outside the caller's
+    transaction); in tests that connection has a transaction of its own, so read through it."""
+    return UsageRecord.objects.using("ledger")
+
+
 def record(tenant, request_id) -> UsageRecord:
-    return UsageRecord.objects.get(tenant=tenant, request_id=request_id)
+    return ledger().get(tenant=tenant, request_id=request_id)
 
 
 def only_claude(tenant):
@@ -132,7 +138,7 @@ def test_it_fails_over_to_the_next_model_and_records_once(world, sim):
     result = ask(world.acme, who=who)
     assert (result.provider, result.fallback, result.attempts) == ("anthropic", True, 3)
     assert len(sim.requests(CHAT)) == 2 and len(sim.requests(MESSAGES)) == 1
-    rows = UsageRecord.objects.filter(tenant=world.acme, request_id=who.request_id)
+    rows = ledger().filter(tenant=world.acme, request_id=who.request_id)
     assert rows.count() == 1 and rows.get().model == "claude-haiku" and rows.get().attempts == 3
 
 
@@ -435,10 +441,7 @@ def test_it_validates_structured_output_with_one_repair(world, sim):
     who = caller(world.acme, feature="classify")
     result = complete_sync(caller=who, messages=QUESTION, response_schema=schema)
     assert result.data == {"label": "billing"}
-    assert (
-        UsageRecord.objects.filter(tenant=world.acme, request_id__startswith=who.request_id).count()
-        == 2
-    )
+    assert ledger().filter(tenant=world.acme, request_id__startswith=who.request_id).count() == 2
     sim.script({"ok": True, "answer": "nope"}, {"ok": True, "answer": '{"label": "other"}'})
     with pytest.raises(StructuredOutputInvalid, match="does not match the schema"):
         complete_sync(
@@ -492,7 +495,7 @@ def test_it_writes_one_record_per_request_id_even_if_called_twice(world, sim):
     who = caller(world.acme)
     ask(world.acme, who=who)
     ask(world.acme, who=who)
-    assert UsageRecord.objects.filter(tenant=world.acme, request_id=who.request_id).count() == 1
+    assert ledger().filter(tenant=world.acme, request_id=who.request_id).count() == 1
 
 
 def test_it_reuses_an_answer_for_a_similar_question_within_the_tenant_only(world, sim):
@@ -531,4 +534,14 @@ def test_it_records_every_call_of_a_concurrent_burst_exactly_once(world, sim):
 
     async_to_sync(burst)()
     ids = [who.request_id for who in callers]
-    assert UsageRecord.objects.filter(tenant=world.acme, request_id__in=ids).count() == 20
+    assert ledger().filter(tenant=world.acme, request_id__in=ids).count() == 20
+
+
+def test_it_keeps_the_usage_record_when_the_callers_transaction_rolls_back(world, sim):
+    from django.db import transaction
+
+    who = caller(world.acme)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        ask(world.acme, who=who)
+        raise RuntimeError("the caller's work failed after the model answered")
+    assert record(world.acme, who.request_id).outcome == "ok"  # the spend is still metered

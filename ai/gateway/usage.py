@@ -9,7 +9,7 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connections
 from django.utils import timezone
 
 from ai.gateway.config import Price
@@ -86,7 +86,7 @@ def usage_record_many(entries: list[UsageEntry]) -> None:
         + ", ".join([row] * len(entries))
         + " ON CONFLICT (tenant_id, request_id) DO NOTHING"
     )
-    with connection.cursor() as cursor:
+    with connections["ledger"].cursor() as cursor:  # autocommit, outside any caller transaction
         cursor.execute(sql, params)
 
 
