@@ -69,6 +69,11 @@ def ensure_world() -> World:
 def django_db_setup(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         ensure_world()
+    yield
+    # The ledger connection is persistent: close it before the test database is dropped.
+    from django.db import connections
+
+    connections.close_all()
 
 
 @pytest.fixture

@@ -111,3 +111,21 @@ def test_it_tells_the_dashboard_when_ai_is_local_only_or_off(world, alice_client
 
 def test_it_does_not_say_local_only_when_a_provider_is_configured(world, alice_client, sim):
     assert b"local extractive" not in alice_client.get("/").content
+
+
+def test_it_says_so_when_a_stored_key_cannot_be_decrypted(world, alice_client, settings, sim):
+    from cryptography.fernet import Fernet
+
+    from ai.gateway import GatewayError
+    from ai.secrets import _fernet
+
+    alice_client.post("/settings/ai/", {"provider": "openai", "api_key": KEY})
+    settings.AI_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key was dropped
+    _fernet.cache_clear()
+    try:
+        with pytest.raises(GatewayError, match="cannot be read"):
+            ask(world.acme)
+        assert not sim.requests()  # never sent with the platform's key instead
+        assert b"cannot be read" in alice_client.get("/").content
+    finally:
+        _fernet.cache_clear()

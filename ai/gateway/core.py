@@ -50,9 +50,9 @@ def measured_usage(plan: Plan, usage: Usage | None, text: str) -> Usage:
     for text that exists is treated as not reported (a stream cut before its usage event)."""
     if usage is not None and usage.input_tokens and (usage.output_tokens or not text):
         return usage
-    context_tokens = sum(estimate_tokens(d.text) for d in plan.context)
     return Usage(
-        (usage.input_tokens if usage else 0) or plan.prompt_tokens + context_tokens,
+        # prompt_tokens already counts the system prompt with the quoted context in it.
+        (usage.input_tokens if usage else 0) or plan.prompt_tokens,
         (usage.output_tokens if usage else 0) or estimate_tokens(text),
         usage.cached_tokens if usage else 0,
         estimated=True,

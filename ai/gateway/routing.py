@@ -9,7 +9,7 @@ from django.conf import settings
 from django_tenants.utils import tenant_context
 
 from ai.gateway.config import ModelSpec, Snapshot
-from ai.gateway.errors import ModelNotAllowed
+from ai.gateway.errors import GatewayError, ModelNotAllowed
 from ai.providers.base import Credentials
 from tenants.models import Tenant
 
@@ -79,15 +79,19 @@ def tenant_credentials(tenant: Tenant, generation: int) -> dict[str, Credentials
     from ai.models import ProviderKey
     from ai.secrets import secret_decrypt
 
+    keys: dict[str, Credentials] = {}
     with tenant_context(tenant):
-        keys = {
-            key.provider: Credentials(
-                secret_decrypt(key.encrypted_key),
-                key.base_url or default_base_url(key.provider),
-                byok=True,
-            )
-            for key in ProviderKey.objects.all()
-        }
+        for key in ProviderKey.objects.all():
+            try:
+                secret = secret_decrypt(key.encrypted_key)
+            except ValueError:
+                # Never fall back to the platform's key silently: that would bill the platform.
+                raise GatewayError(
+                    f"The stored {key.get_provider_display()} key cannot be read (encryption keys "
+                    "changed). An administrator should enter it again in AI settings."
+                ) from None
+            base_url = key.base_url or default_base_url(key.provider)
+            keys[key.provider] = Credentials(secret, base_url, byok=True)
     with _byok_lock:
         if len(_byok_cache) > 1000:
             _byok_cache.clear()

@@ -123,13 +123,8 @@ def _question(request: ChatRequest) -> str:
 def _usage(request: ChatRequest, answer: str) -> Usage:
     from ai.gateway.tokens import estimate_tokens
 
-    prompt = "\n".join(
-        [
-            request.system,
-            *(m["content"] for m in request.messages),
-            *(d.text for d in request.context),
-        ]
-    )
+    # The gateway already put the quoted context into the system prompt.
+    prompt = "\n".join([request.system, *(m["content"] for m in request.messages)])
     return Usage(estimate_tokens(prompt), estimate_tokens(answer), 0, estimated=True)
 
 
