@@ -189,7 +189,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_TENANT_CACHE_SECONDS = 30
 # Separate queues so bulk work never delays interactive answers (workers pick with -Q).
-CELERY_TASK_ROUTES = {"tenants.tasks.*": {"queue": "interactive"}}
+CELERY_TASK_ROUTES = {
+    "tenants.tasks.*": {"queue": "interactive"},
+    "retrieval.tasks.*": {"queue": "ingestion"},
+}
 CELERY_TASK_QUEUES = [Queue(name) for name in ("interactive", "ingestion", "bulk", "billing")]
 
 # --- auth ------------------------------------------------------------------------------------
@@ -377,6 +380,24 @@ AI_TIER_LIMITS = {
 LOCAL_MODEL_CACHE_DIR = Path(
     env_str("LOCAL_MODEL_CACHE_DIR", str(BASE_DIR / ".devdata" / "models"))
 )
+
+# --- knowledge base --------------------------------------------------------------------------
+
+# Uploaded files (through Django's storage API, under tenants/<schema>/ prefixes).
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / ".devdata" / "media")))
+MEDIA_URL = "/media/"
+# Per plan limits: largest file, and documents per tenant.
+RETRIEVAL_LIMITS = {
+    "free": {"max_bytes": env_int("RETRIEVAL_FREE_MAX_MB", 10, minimum=1) * 1024 * 1024,
+             "max_documents": env_int("RETRIEVAL_FREE_MAX_DOCUMENTS", 100, minimum=1)},
+    "standard": {"max_bytes": 50 * 1024 * 1024, "max_documents": 5000},
+    "premium": {"max_bytes": 200 * 1024 * 1024, "max_documents": 100_000},
+}  # fmt: skip
+# Chunk size in word pieces (the local embedder reads at most 256) and overlap between chunks.
+RETRIEVAL_CHUNK_TOKENS = env_int("RETRIEVAL_CHUNK_TOKENS", 200, minimum=32)
+RETRIEVAL_CHUNK_OVERLAP = env_float("RETRIEVAL_CHUNK_OVERLAP", 0.2, minimum=0.0, maximum=0.5)
+# Below this cosine similarity a chunk only counts if it also matches the words of the query.
+RETRIEVAL_MIN_SIMILARITY = env_float("RETRIEVAL_MIN_SIMILARITY", 0.3, minimum=0.0, maximum=1.0)
 
 # --- API -------------------------------------------------------------------------------------
 

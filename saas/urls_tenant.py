@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from ai import views as ai_views
+from retrieval import views as kb_views
 from tenants import views
 
 urlpatterns = [
@@ -26,6 +27,14 @@ urlpatterns = [
     path(
         "invitations/<str:token>/", views.InvitationAcceptView.as_view(), name="invitation_accept"
     ),
+    path("documents/", kb_views.DocumentsView.as_view(), name="documents"),
+    path("documents/<int:document_id>/", kb_views.DocumentView.as_view(), name="document"),
+    path(
+        "documents/<int:document_id>/delete/",
+        kb_views.DocumentDeleteView.as_view(),
+        name="document_delete",
+    ),
+    path("ask/", kb_views.AskView.as_view(), name="ask"),
     path("settings/ai/", ai_views.AISettingsView.as_view(), name="ai_settings"),
     path(
         "settings/ai/keys/<slug:provider>/remove/",

@@ -108,6 +108,31 @@ def _public_schema_and_clean_cache():
     connection.set_schema_to_public()
 
 
+@pytest.fixture(autouse=True)
+def _ledger_in_test_transaction(request):
+    """Usage rows normally go through the `ledger` connection, outside the caller's transaction.
+    In tests that connection would not see tenants created inside the test's transaction, so it
+    is pointed at the test's own connection; tests marked `separate_ledger` keep the real one."""
+    from django.db import connections
+
+    transactional = "transactional_db" in request.fixturenames or any(
+        marker.kwargs.get("transaction") for marker in request.node.iter_markers("django_db")
+    )
+    if transactional or request.node.get_closest_marker("separate_ledger"):
+        yield  # committed data: the ledger's own connection sees it
+        return
+    original = connections["ledger"]
+    connections["ledger"] = connections["default"]
+    yield
+    connections["ledger"] = original
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path_factory):
+    """Uploaded files go to a throwaway folder, never into the checkout."""
+    settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"
+
+
 @pytest.fixture(scope="session")
 def simulator():
     from ai.simulator import Simulator

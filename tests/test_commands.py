@@ -61,11 +61,20 @@ def test_it_clones_the_template_schema_with_tables_and_migration_history(world):
         assert not AuditEvent.objects.filter(action="template").exists()
 
 
-def test_it_seeds_the_demo_tenant_idempotently(world, tmp_path, capsys):
+@pytest.mark.django_db(databases=["default", "ledger"])
+def test_it_seeds_the_demo_tenant_and_its_knowledge_base_idempotently(world, capsys):
+    from retrieval.models import Document
+    from retrieval.selectors import knowledge_search
+
     call_command("seed_demo")
     call_command("seed_demo")
     out = capsys.readouterr().out
     assert out.count("Demo tenant: http://demo.localhost:8000/") == 2
+    assert out.count("Demo knowledge base: 2 document(s) indexed.") == 1
+    demo = Tenant.objects.get(slug="demo")
+    with schema_context(demo.schema_name):
+        assert Document.objects.filter(status="ready").count() == 2
+    assert knowledge_search(tenant=demo, query="How do I invite a colleague?")
     assert Tenant.objects.filter(slug="demo").count() == 1
     assert Membership.objects.get(tenant__slug="demo").user.email == "demo@example.com"
 

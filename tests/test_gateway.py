@@ -537,6 +537,7 @@ def test_it_records_every_call_of_a_concurrent_burst_exactly_once(world, sim):
     assert ledger().filter(tenant=world.acme, request_id__in=ids).count() == 20
 
 
+@pytest.mark.separate_ledger
 def test_it_keeps_the_usage_record_when_the_callers_transaction_rolls_back(world, sim):
     from django.db import transaction
 

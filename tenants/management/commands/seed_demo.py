@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from retrieval.demo import demo_knowledge_base_seed
 from tenants.selectors import tenant_by_slug
 from tenants.services.accounts import user_ensure
 from tenants.services.provisioning import tenant_provision
@@ -36,8 +37,12 @@ class Command(BaseCommand):
         if not owner.check_password(password):
             owner.set_password(password)
             owner.save(update_fields=["password"])
-        if tenant_by_slug(slug=DEMO_SLUG) is None:
-            tenant_provision(slug=DEMO_SLUG, name="Demo Inc.", owner=owner)
+        tenant = tenant_by_slug(slug=DEMO_SLUG) or tenant_provision(
+            slug=DEMO_SLUG, name="Demo Inc.", owner=owner
+        )
+        added = demo_knowledge_base_seed(tenant=tenant, owner=owner)
+        if added:
+            self.stdout.write(f"Demo knowledge base: {added} document(s) indexed.")
         url = url_for_host(domain_for(DEMO_SLUG))
         self.stdout.write(
             self.style.SUCCESS(f"Demo tenant: {url}  sign in as {DEMO_EMAIL} / {password}")

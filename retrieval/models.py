@@ -1,0 +1,86 @@
+"""The knowledge base, in each tenant's schema: documents and their chunks (text, position for
+citations, embedding, full-text vector). Each tenant's vectors live in its own HNSW index."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import connection, models
+from pgvector.django import HnswIndex, VectorField
+
+EMBEDDING_DIMENSIONS = 384  # all-MiniLM-L6-v2, the default local embedder
+
+
+def document_upload_path(document: Document, filename: str) -> str:
+    # Per-tenant prefix: one tenant's files never share a folder with another's.
+    return f"tenants/{connection.schema_name}/documents/{document.public_id}/{filename}"
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    title = models.CharField(max_length=300)
+    filename = models.CharField(max_length=150)
+    kind = models.CharField(max_length=16)
+    content_hash = models.CharField(max_length=64, unique=True)
+    size_bytes = models.PositiveBigIntegerField()
+    file = models.FileField(upload_to=document_upload_path, max_length=400)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    flags = models.JSONField(default=list, blank=True, help_text="Prompt-injection findings.")
+    chunk_count = models.PositiveIntegerField(default=0)
+    embedding_model = models.CharField(max_length=80, blank=True)
+    uploaded_by_email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    text = models.TextField()
+    token_count = models.PositiveSmallIntegerField()
+    page = models.PositiveIntegerField(null=True, blank=True)
+    heading_path = models.JSONField(default=list, blank=True)
+    start = models.PositiveIntegerField(help_text="Character offset in the extracted text.")
+    end = models.PositiveIntegerField()
+    flags = models.JSONField(default=list, blank=True)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("text", config="english"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    class Meta:
+        ordering = ["document", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "index"], name="chunk_position_unique")
+        ]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(fields=["search_vector"], name="chunk_search_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.index}"

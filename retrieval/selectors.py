@@ -1,0 +1,131 @@
+"""Reads for the knowledge base, including hybrid search."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db import connection, transaction
+from django.http import Http404
+from django_tenants.utils import tenant_context
+from pgvector.django import CosineDistance
+
+from ai.gateway import Caller, embed_sync
+from retrieval.models import Chunk, Document
+from tenants.models import Tenant
+
+RRF_K = 60  # the usual Reciprocal Rank Fusion constant
+CANDIDATES_PER_RESULT = 4
+
+
+def documents_of(*, tenant: Tenant) -> list[Document]:
+    with tenant_context(tenant):
+        return list(Document.objects.all())
+
+
+def document_for(*, tenant: Tenant, document_id: int) -> Document:
+    """A document of `tenant`; another tenant's id answers exactly like a missing one."""
+    with tenant_context(tenant):
+        document = Document.objects.filter(pk=document_id).first()
+    if document is None:
+        raise Http404("No such document.")
+    return document
+
+
+def document_chunks(*, tenant: Tenant, document: Document) -> list[Chunk]:
+    with tenant_context(tenant):
+        return list(document.chunks.defer("embedding").order_by("index"))
+
+
+@dataclass
+class Hit:
+    chunk_id: int
+    document_id: int
+    title: str
+    text: str
+    page: int | None
+    heading_path: list[str]
+    index: int
+    similarity: float
+    score: float
+    flags: list[str]
+
+
+def knowledge_search(
+    *,
+    tenant: Tenant,
+    query: str,
+    k: int = 5,
+    document_ids: list[int] | None = None,
+    user_id: int | None = None,
+) -> list[Hit]:
+    """The best `k` chunks for `query`: vector kNN and full-text results fused with Reciprocal
+    Rank Fusion, adjacent chunks of one document collapsed, and nothing below the relevance
+    floor (a weak vector match that shares no word with the query). Empty when nothing is
+    relevant, so an answer can say so instead of inventing one."""
+    query = query.strip()
+    if not query:
+        return []
+    vector = embed_sync(
+        caller=Caller(tenant, "embed", f"search:{uuid.uuid4().hex}", user_id=user_id),
+        texts=[query],
+    ).vectors[0]
+    limit = k * CANDIDATES_PER_RESULT
+    with tenant_context(tenant), transaction.atomic():
+        chunks = Chunk.objects.filter(document__status=Document.Status.READY)
+        if document_ids:
+            chunks = chunks.filter(document_id__in=document_ids)
+            # A selective filter must still return k results: let HNSW keep scanning.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        by_vector = list(
+            chunks.annotate(distance=CosineDistance("embedding", vector))
+            .order_by("distance")
+            .select_related("document")
+            .defer("embedding")[:limit]
+        )
+        text_query = SearchQuery(query, search_type="websearch", config="english")
+        by_text = list(
+            chunks.filter(search_vector=text_query)
+            .annotate(rank=SearchRank("search_vector", text_query))
+            .order_by("-rank")
+            .select_related("document")
+            .defer("embedding")[:limit]
+        )
+    return _fuse(by_vector, by_text, k, settings.RETRIEVAL_MIN_SIMILARITY)
+
+
+def _fuse(by_vector: list[Chunk], by_text: list[Chunk], k: int, floor: float) -> list[Hit]:
+    scores: dict[int, float] = {}
+    chunks: dict[int, Chunk] = {}
+    text_matches = {c.pk for c in by_text}
+    for ranking in (by_vector, by_text):
+        for rank, item in enumerate(ranking, start=1):
+            scores[item.pk] = scores.get(item.pk, 0.0) + 1 / (RRF_K + rank)
+            chunks[item.pk] = item
+    similarity = {c.pk: 1 - c.distance for c in by_vector}
+    ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+    hits: list[Hit] = []
+    taken: set[tuple[int, int]] = set()
+    for pk in ranked:
+        item = chunks[pk]
+        sim = similarity.get(pk, 0.0)
+        if sim < floor and pk not in text_matches:
+            continue  # below the relevance floor
+        # Overlapping neighbours say the same thing twice: keep the better-ranked one.
+        if {(item.document_id, item.index - 1), (item.document_id, item.index + 1)} & taken:
+            continue
+        taken.add((item.document_id, item.index))
+        hits.append(
+            Hit(
+                chunk_id=pk, document_id=item.document_id, title=item.document.title,
+                text=item.text, page=item.page, heading_path=list(item.heading_path),
+                index=item.index, similarity=round(sim, 4), score=round(scores[pk], 6),
+                flags=list(item.flags),
+            )
+        )  # fmt: skip
+        if len(hits) == k:
+            break
+    return hits

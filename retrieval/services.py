@@ -1,0 +1,178 @@
+"""Writes for the knowledge base: upload, ingestion (extract -> chunk -> embed -> store), delete."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django_tenants.utils import tenant_context
+
+from ai.gateway import Caller, GatewayError, embed_sync
+from ai.gateway.routing import tier_of
+from retrieval.models import Chunk, Document
+from saas.audit.services import audit_record
+from tenants.models import Tenant, User
+from tenants.selectors import membership_for
+
+logger = logging.getLogger(__name__)
+
+EMBED_BATCH = 32
+Progress = Callable[[int], None]
+
+
+def _limits(tenant: Tenant) -> dict[str, int]:
+    return settings.RETRIEVAL_LIMITS[tier_of(tenant)]
+
+
+def document_upload(
+    *, tenant: Tenant, user: User, filename: str, data: bytes, enqueue: bool = True
+) -> Document:
+    """Store an uploaded file and queue its ingestion (unless the caller ingests it itself).
+    Raises ValidationError (a message for the person uploading) for an empty, too large,
+    unsupported or duplicate file."""
+    from retrieval.extract import UnsupportedDocument, detect_type, sanitise_filename
+    from retrieval.tasks import document_ingest_task
+
+    if membership_for(tenant=tenant, user=user) is None:
+        raise PermissionDenied
+    name = sanitise_filename(filename)
+    limits = _limits(tenant)
+    if not data:
+        raise ValidationError(f"{name} is empty.")
+    if len(data) > limits["max_bytes"]:
+        raise ValidationError(
+            f"{name} is {len(data) // (1024 * 1024)} MB; your plan accepts files up to "
+            f"{limits['max_bytes'] // (1024 * 1024)} MB."
+        )
+    try:
+        kind = detect_type(data, name)
+    except UnsupportedDocument as error:
+        raise ValidationError(f"{name}: {error}") from None
+    content_hash = hashlib.sha256(data).hexdigest()
+    with tenant_context(tenant):
+        existing = Document.objects.filter(content_hash=content_hash).first()
+        if existing is not None:
+            raise ValidationError(f"{name} is already in the knowledge base as “{existing.title}”.")
+        if Document.objects.count() >= limits["max_documents"]:
+            raise ValidationError(
+                f"Your plan holds up to {limits['max_documents']} documents. Delete some first."
+            )
+        with transaction.atomic():
+            document = Document(
+                title=name.rsplit(".", 1)[0][:300] or name, filename=name, kind=kind,
+                content_hash=content_hash, size_bytes=len(data), uploaded_by_email=user.email,
+            )  # fmt: skip
+            document.file.save(name, ContentFile(data), save=False)
+            document.save()
+            if enqueue:
+                transaction.on_commit(lambda: document_ingest_task.delay(document_id=document.pk))
+    audit_record(tenant=tenant, action="document.uploaded", actor=user, target=name)
+    return document
+
+
+def _set_progress(document_id: int, progress: int) -> None:
+    Document.objects.filter(pk=document_id).update(progress=progress)
+
+
+def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
+    """Extract, chunk, embed and store one document (in `tenant`'s schema). Idempotent: running
+    it again (e.g. after a worker died mid-way) replaces the chunks, never duplicates them.
+    Returns None if the document is gone."""
+    from retrieval.chunking import chunk
+    from retrieval.extract import UnsupportedDocument, extract
+    from retrieval.injection import injection_flags
+
+    with tenant_context(tenant):
+        document = Document.objects.filter(pk=document_id).first()
+        if document is None:
+            return None
+        Document.objects.filter(pk=document_id).update(
+            status=Document.Status.PROCESSING, progress=5, error=""
+        )
+        try:
+            with document.file.open("rb") as handle:
+                data = handle.read()
+            extracted = extract(data, document.filename)
+            _set_progress(document_id, 15)
+            chunks = chunk(
+                extracted,
+                max_tokens=settings.RETRIEVAL_CHUNK_TOKENS,
+                overlap=settings.RETRIEVAL_CHUNK_OVERLAP,
+            )
+            if not chunks:
+                raise UnsupportedDocument("No text was found in this document.")
+            _set_progress(document_id, 30)
+            vectors, model = _embed(tenant, document, [c.text for c in chunks])
+        except (UnsupportedDocument, GatewayError, OSError) as error:
+            return _fail(document_id, str(error))
+        rows = []
+        findings: set[str] = set()
+        for piece, vector in zip(chunks, vectors, strict=True):
+            flags = injection_flags(piece.text)
+            findings.update(flags)
+            rows.append(
+                Chunk(
+                    document_id=document_id, index=piece.index, text=piece.text,
+                    token_count=piece.token_count, page=piece.page,
+                    heading_path=list(piece.heading_path), start=piece.start, end=piece.end,
+                    flags=flags, embedding=vector,
+                )
+            )  # fmt: skip
+        with transaction.atomic():
+            Chunk.objects.filter(document_id=document_id).delete()
+            Chunk.objects.bulk_create(rows, batch_size=500)
+            Document.objects.filter(pk=document_id).update(
+                status=Document.Status.READY, progress=100, chunk_count=len(rows),
+                title=extracted.title[:300] or document.title, flags=sorted(findings),
+                embedding_model=model,
+            )  # fmt: skip
+        return Document.objects.get(pk=document_id)
+
+
+def _embed(tenant: Tenant, document: Document, texts: list[str]) -> tuple[list, str]:
+    """Embeddings through the gateway, in batches; request ids are stable per document and
+    batch, so a retried ingestion is never metered twice."""
+    vectors: list[list[float]] = []
+    model = ""
+    batches = range(0, len(texts), EMBED_BATCH)
+    for number, start in enumerate(batches):
+        caller = Caller(tenant, "embed", f"ingest:{document.public_id}:{len(texts)}:{number}")
+        result = embed_sync(caller=caller, texts=texts[start : start + EMBED_BATCH])
+        vectors.extend(result.vectors)
+        model = result.model
+        _set_progress(document.pk, 30 + int(60 * (number + 1) / len(batches)))
+    return vectors, model
+
+
+def _fail(document_id: int, reason: str) -> None:
+    Document.objects.filter(pk=document_id).update(
+        status=Document.Status.FAILED, error=reason[:300], progress=0
+    )
+    logger.info("document ingestion failed", extra={"document_id": document_id})
+
+
+def document_delete(*, tenant: Tenant, user: User, document: Document) -> None:
+    """Remove the document, its file, chunks and vectors, and every cached answer that could
+    quote it (the tenant's exact and semantic caches), so no later answer cites it."""
+    from asgiref.sync import async_to_sync
+
+    from ai.gateway.cache import cache_clear_tenant
+    from ai.gateway.semantic import semantic_forget
+
+    membership = membership_for(tenant=tenant, user=user)
+    if membership is None or not membership.is_admin:
+        raise PermissionDenied("Only admins and owners delete documents.")
+    with tenant_context(tenant):
+        title = document.title
+        storage, path = document.file.storage, document.file.name
+        with transaction.atomic():
+            document.delete()  # chunks and vectors go with it (cascade)
+            transaction.on_commit(lambda: storage.delete(path))
+    semantic_forget(tenant)
+    async_to_sync(cache_clear_tenant)(tenant.schema_name)
+    audit_record(tenant=tenant, action="document.deleted", actor=user, target=title)

@@ -1,0 +1,90 @@
+"""Knowledge-base pages: documents (upload, status, delete) and search / ask."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views import View
+
+from ai.gateway import GatewayError
+from retrieval.answering import knowledge_answer
+from retrieval.forms import AskForm, UploadForm
+from retrieval.models import Document
+from retrieval.selectors import document_chunks, document_for, documents_of
+from retrieval.services import document_delete, document_upload
+from saas.lib.views import TenantMemberRequiredMixin
+
+MAX_FILES_PER_UPLOAD = 20
+
+
+class DocumentsView(TenantMemberRequiredMixin, View):
+    template_name = "retrieval/documents.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        if request.htmx and request.GET.get("panel"):
+            return render(request, "retrieval/_documents_table.html", self._context(request))
+        return render(request, self.template_name, self._context(request))
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = UploadForm(request.POST, request.FILES)
+        if not form.is_valid():
+            messages.error(request, "Choose at least one file to upload.")
+            return render(request, self.template_name, self._context(request), status=400)
+        uploads = form.cleaned_data["files"][:MAX_FILES_PER_UPLOAD]
+        accepted = 0
+        for upload in uploads:
+            try:
+                document_upload(
+                    tenant=request.tenant, user=request.user, filename=upload.name,
+                    data=upload.read(),
+                )  # fmt: skip
+                accepted += 1
+            except ValidationError as error:
+                messages.error(request, " ".join(error.messages))
+        if accepted:
+            messages.success(request, f"{accepted} file(s) uploaded; indexing has started.")
+        return redirect("documents")
+
+    def _context(self, request: HttpRequest) -> dict[str, object]:
+        documents = documents_of(tenant=request.tenant)
+        busy = any(
+            d.status in (Document.Status.QUEUED, Document.Status.PROCESSING) for d in documents
+        )
+        return {"documents": documents, "busy": busy, "form": UploadForm()}
+
+
+class DocumentView(TenantMemberRequiredMixin, View):
+    def get(self, request: HttpRequest, document_id: int) -> HttpResponse:
+        document = document_for(tenant=request.tenant, document_id=document_id)
+        chunks = document_chunks(tenant=request.tenant, document=document)
+        return render(request, "retrieval/document.html", {"document": document, "chunks": chunks})
+
+
+class DocumentDeleteView(TenantMemberRequiredMixin, View):
+    def post(self, request: HttpRequest, document_id: int) -> HttpResponse:
+        document = document_for(tenant=request.tenant, document_id=document_id)
+        try:
+            document_delete(tenant=request.tenant, user=request.user, document=document)
+        except PermissionDenied as error:
+            raise PermissionDenied(str(error)) from None
+        messages.success(request, f"“{document.title}” was deleted with everything built on it.")
+        return redirect("documents")
+
+
+class AskView(TenantMemberRequiredMixin, View):
+    template_name = "retrieval/ask.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        form = AskForm(request.GET or None)
+        context: dict[str, object] = {"form": form}
+        if form.is_valid():
+            try:
+                context["answer"] = knowledge_answer(
+                    tenant=request.tenant, question=form.cleaned_data["q"],
+                    user_id=request.user.pk,
+                )  # fmt: skip
+            except GatewayError as error:
+                context["error"] = error.message
+        return render(request, self.template_name, context)
