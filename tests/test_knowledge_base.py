@@ -124,7 +124,7 @@ def test_it_answers_with_citations_to_the_source(world, alice_client):
     assert "Annual plans can be refunded within 30 days" in body and "[1]" in body
     assert "local extractive" in body
     (document,) = acme_documents()
-    assert f"/documents/{document.pk}/#chunk-" in body
+    assert f'<a href="/documents/{document.pk}/#chunk-' in body  # [1] links to the source
 
 
 def test_it_flags_documents_with_instruction_like_text(world, alice_client):
@@ -173,3 +173,11 @@ def test_it_keeps_each_tenants_knowledge_base_apart(world, alice_client, charlie
     assert knowledge_search(tenant=world.globex, query="annual plans refunded") == []
     assert b"Refund policy" not in charlie.get("/documents/").content
     assert acme_documents()
+
+
+def test_it_renders_model_output_inert(world, alice_client, sim):
+    upload(alice_client, "refunds.md", REFUNDS)
+    sim.configure(answer='<img src=x onerror="alert(1)"> <script>alert(2)</script> See [1].')
+    body = alice_client.get("/ask/", {"q": "Are annual plans refunded?"}).content.decode()
+    assert "<script>alert(2)" not in body and "<img src=x" not in body
+    assert "&lt;script&gt;" in body
