@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-from asyncio import AbstractEventLoop, get_running_loop
 from collections.abc import AsyncIterator
 
 import anthropic
@@ -12,6 +10,7 @@ import httpx2  # the HTTP client anthropic's SDK is built on
 from ai.providers.base import (
     ChatRequest,
     ChatResponse,
+    ClientCache,
     Credentials,
     EmbedResponse,
     ProviderError,
@@ -25,23 +24,17 @@ from ai.providers.base import (
     timeout_error,
 )
 
-_clients: weakref.WeakKeyDictionary[
-    AbstractEventLoop, dict[tuple[str, str], anthropic.AsyncAnthropic]
-] = weakref.WeakKeyDictionary()
+_clients = ClientCache(
+    lambda credentials: anthropic.AsyncAnthropic(
+        api_key=credentials.api_key,
+        base_url=credentials.base_url or None,
+        max_retries=0,  # the gateway owns retries
+    )
+)
 
 
 def _client(credentials: Credentials) -> anthropic.AsyncAnthropic:
-    per_loop = _clients.setdefault(get_running_loop(), {})
-    key = (credentials.base_url, credentials.api_key)
-    client = per_loop.get(key)
-    if client is None:
-        client = anthropic.AsyncAnthropic(
-            api_key=credentials.api_key,
-            base_url=credentials.base_url or None,
-            max_retries=0,  # the gateway owns retries
-        )
-        per_loop[key] = client
-    return client
+    return _clients.get(credentials)
 
 
 def map_error(error: Exception) -> ProviderError:

@@ -5,7 +5,9 @@ and never read settings about routing. Errors leave an adapter only as `Provider
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import weakref
+from asyncio import AbstractEventLoop, get_running_loop
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -157,3 +159,20 @@ def status_error(status: int, retry_after_header: str | None) -> ProviderError:
     return ProviderError(
         kind, f"The provider refused the request ({status}).", retriable=False, status=status
     )
+
+
+class ClientCache[C]:
+    """One SDK client (and so one connection pool) per event loop and credentials: the SDKs'
+    HTTP pools belong to the event loop that created them."""
+
+    def __init__(self, factory: Callable[[Credentials], C]) -> None:
+        self.factory = factory
+        self.clients: weakref.WeakKeyDictionary[AbstractEventLoop, dict[tuple[str, str], C]]
+        self.clients = weakref.WeakKeyDictionary()
+
+    def get(self, credentials: Credentials) -> C:
+        per_loop = self.clients.setdefault(get_running_loop(), {})
+        key = (credentials.base_url, credentials.api_key)
+        if key not in per_loop:
+            per_loop[key] = self.factory(credentials)
+        return per_loop[key]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-from asyncio import AbstractEventLoop, get_running_loop
 from collections.abc import AsyncIterator
 
 import httpx2  # the HTTP client the openai SDK is built on
@@ -12,6 +10,7 @@ import openai
 from ai.providers.base import (
     ChatRequest,
     ChatResponse,
+    ClientCache,
     Credentials,
     EmbedResponse,
     ProviderError,
@@ -25,24 +24,17 @@ from ai.providers.base import (
     timeout_error,
 )
 
-# One client (and so one connection pool) per event loop and credentials: httpx pools are bound
-# to the loop that created them.
-_clients: weakref.WeakKeyDictionary[AbstractEventLoop, dict[tuple[str, str], openai.AsyncOpenAI]]
-_clients = weakref.WeakKeyDictionary()
+_clients = ClientCache(
+    lambda credentials: openai.AsyncOpenAI(
+        api_key=credentials.api_key,
+        base_url=credentials.base_url or None,
+        max_retries=0,  # the gateway owns retries
+    )
+)
 
 
 def _client(credentials: Credentials) -> openai.AsyncOpenAI:
-    per_loop = _clients.setdefault(get_running_loop(), {})
-    key = (credentials.base_url, credentials.api_key)
-    client = per_loop.get(key)
-    if client is None:
-        client = openai.AsyncOpenAI(
-            api_key=credentials.api_key,
-            base_url=credentials.base_url or None,
-            max_retries=0,  # the gateway owns retries
-        )
-        per_loop[key] = client
-    return client
+    return _clients.get(credentials)
 
 
 def map_error(error: Exception) -> ProviderError:
