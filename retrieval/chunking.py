@@ -233,7 +233,7 @@ class _SectionPlan:
         limit = min(high, start + max_chars)
         if first + self.allowed < len(self.starts):
             limit = min(limit, self.starts[first + self.allowed])
-        return limit
+        return max(limit, start + 1)  # never empty: a character over the limit fails the fit
 
     def _best_break(self, floor: int, limit: int) -> int:
         """The strongest, then latest, boundary in (floor, limit]."""

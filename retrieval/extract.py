@@ -214,8 +214,8 @@ def _decode(data: bytes) -> str:
         text = data.decode(encoding)
     except UnicodeDecodeError:
         raise UnsupportedDocument(
-            f"The file is neither {SUPPORTED} (it is not valid UTF-8); save it as UTF-8 text, "
-            "PDF or .docx."
+            "The file is not valid UTF-8 text, nor PDF, Word (.docx) or another supported "
+            "format; save it as UTF-8 text, PDF or .docx."
         ) from None
     if "\x00" in text:
         raise UnsupportedDocument(
@@ -225,11 +225,13 @@ def _decode(data: bytes) -> str:
     return text
 
 
-def _looks_like_html(text: str) -> bool:
+def _looks_like_html(text: str, markdown: bool) -> bool:
+    """A doctype/<html>/<head>/<body> start, or a text that starts with a tag and is dense with
+    HTML tags (and has no Markdown structure: a README may open with an HTML banner)."""
     head = text[:4096]
     if _HTML_START.match(head):
         return True
-    if not head.lstrip().startswith("<"):
+    if markdown or not head.lstrip().startswith("<"):
         return False
     sample = text[:200_000]
     tags = _HTML_TAG.findall(sample)
@@ -237,14 +239,13 @@ def _looks_like_html(text: str) -> bool:
     return len(tags) >= 3 and tag_chars >= 0.1 * len("".join(sample.split()))
 
 
-def _looks_like_markdown(text: str, filename: str) -> bool:
-    """Markdown syntax decides; plain text that is equally valid Markdown goes by extension."""
+def _has_markdown_syntax(text: str) -> bool:
+    """Headings, fences, links, setext headings or tables; lists and emphasis alone are too
+    common in plain text to count."""
     sample = text[:500_000]
     strong = sum(len(pattern.findall(sample)) for pattern in _MD_STRONG)
     weak = sum(len(pattern.findall(sample)) for pattern in _MD_WEAK)
-    if strong >= 2 or (strong == 1 and weak >= 2):
-        return True
-    return PurePosixPath(sanitise_filename(filename).lower()).suffix in MARKDOWN_EXTENSIONS
+    return strong >= 2 or (strong == 1 and weak >= 2)
 
 
 def _detect(data: bytes, filename: str) -> tuple[str, str | None]:
@@ -267,11 +268,12 @@ def _detect(data: bytes, filename: str) -> tuple[str, str | None]:
         raise UnsupportedDocument(
             f"The file is an SVG image, which is not supported; upload {SUPPORTED}."
         )
-    if _looks_like_html(text):
+    markdown = _has_markdown_syntax(text)
+    if _looks_like_html(text, markdown):
         return "html", text
-    if _looks_like_markdown(text, filename):
-        return "markdown", text
-    return "text", text
+    # Plain text is equally valid Markdown: only then does the extension decide.
+    extension = PurePosixPath(sanitise_filename(filename).lower()).suffix
+    return ("markdown" if markdown or extension in MARKDOWN_EXTENSIONS else "text"), text
 
 
 def _open_docx_zip(data: bytes) -> zipfile.ZipFile:
@@ -428,6 +430,24 @@ def _table_text(table) -> str:
     return "\n".join(rows)
 
 
+def _docx_blocks(element, parent):
+    """Paragraphs and tables in document order, including those inside content controls
+    (w:sdt), which python-docx's own iterator skips."""
+    from docx.oxml.ns import qn
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    for child in element.iterchildren():
+        if child.tag == qn("w:p"):
+            yield Paragraph(child, parent)
+        elif child.tag == qn("w:tbl"):
+            yield Table(child, parent)
+        elif child.tag == qn("w:sdt"):
+            content = child.find(qn("w:sdtContent"))
+            if content is not None:
+                yield from _docx_blocks(content, parent)
+
+
 def _extract_docx(data: bytes, stem: str) -> Extracted:
     from docx import Document
     from docx.table import Table
@@ -442,7 +462,7 @@ def _extract_docx(data: bytes, stem: str) -> Extracted:
             "are not supported); re-save it as .docx and try again."
         ) from exc
     outline = _Outline()
-    for block in document.iter_inner_content():
+    for block in _docx_blocks(document.element.body, document._body):
         if isinstance(block, Table):
             outline.add_text(_table_text(block))
             continue

@@ -32,9 +32,9 @@ FLAGS = (
 )
 
 _I = re.IGNORECASE
-_GAP = r"(?:[\s,;:]+\S+){0,3}?[\s,;:]+"  # up to three words in between
-_INSTRUCTIONS = r"(?:instructions?|prompts?|rules|directives?|directions|guidelines|guardrails)"
-_URL = r"(?:https?:)?//[^\s)\"'<>]+"
+_GAP = r"(?:[\s,;:]+\S{1,40}){0,3}?[\s,;:]+"  # up to three words in between
+_INSTRUCTIONS = r"(?:instructions?|prompts?|directives?|directions|guidelines|guardrails)"
+_URL = r"(?:https?:)?//[^\s()\[\]\"'<>]{1,500}"  # bounded: no quadratic backtracking
 _EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -45,9 +45,12 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             + _GAP
             + r"(?:previous|prior|above|preceding|earlier|all|any|your|these|those|system|"
             r"original|initial|safety)\b"
-            + r"(?:[\s,;:]+\S+){0,2}?[\s,;:]+"
+            + r"(?:[\s,;:]+\S{1,40}){0,2}?[\s,;:]+"
             + _INSTRUCTIONS
-            + r"\b",
+            + r"\b"
+            # "rules" only with a pointer at the model's own: "forget all the rules" is prose.
+            + r"|\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+)?(?:of\s+)?"
+            r"(?:your|the\s+(?:previous|prior|above|system))\s+rules\b",
             _I,
         ),
     ),
@@ -80,9 +83,13 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         PROMPT_LEAK,
         re.compile(
+            # "show the system prompt" is also how a product manual talks: only the model's own
+            # ("your ... prompt") or a verbatim dump counts.
             r"\b(?:reveal|print|show|repeat|output|display|disclose|leak|dump|share|recite|"
-            r"tell\s+(?:me|us))\b" + _GAP + r"(?:system|initial|hidden|original|secret|"
-            r"developer)\s+(?:prompt|instructions|message)s?\b",
+            r"tell\s+(?:me|us))\b" + _GAP + r"(?:your\s+(?:\w+\s+){0,2}?(?:prompt|instructions)"
+            r"|(?:system|initial|hidden|original|secret|developer)\s+(?:prompt|instructions)\s+"
+            r"(?:verbatim|word\s+for\s+word|in\s+full))\b"
+            r"|\brepeat\s+(?:all\s+)?(?:the\s+)?(?:words|text)\s+above\b",
             _I,
         ),
     ),
@@ -109,7 +116,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         # Images render (and fetch) on their own: a query string can carry the conversation.
         EXFILTRATION_LINK,
-        re.compile(r"!\[[^\]\n]{0,500}\]\(\s*<?" + _URL + r"\?[^\s)]*=", _I),
+        re.compile(r"!\[[^\[\]\n]{0,300}\]\(\s*<?" + _URL + r"\?[^\s()]{0,300}=", _I),
     ),
     (
         # A link whose query or path is a template to be filled in with data.
@@ -120,15 +127,15 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         EXFILTRATION_LINK,
-        re.compile(r"<img\b[^>]{0,500}?\bsrc\s*=\s*[\"']?\s*(?:https?:)?//", _I),
+        re.compile(r"<img\b[^<>]{0,300}?\bsrc\s*=\s*[\"']?\s*(?:https?:)?//", _I),
     ),
     (
         EXFILTRATION_REQUEST,
         re.compile(
             r"\b(?:send|forward|e-?mail|post|upload|transmit|exfiltrate|leak|submit|copy)\b"
-            r"[^.\n]{0,60}?\b(?:conversation|chat|messages|history|credentials|passwords?|"
-            r"api[\s_-]?keys?|secrets?|tokens?|personal\s+data|user(?:'s)?\s+data|"
-            r"(?:system\s+)?prompt|context|everything)\b"
+            r"[^.\n]{0,60}?\b(?:conversation|chat|messages|(?:chat|conversation)\s+history|"
+            r"credentials|passwords?|api[\s_-]?keys|secrets|personal\s+data|"
+            r"user(?:'s)?\s+data|system\s+prompt|everything\s+above)\b"
             r"[^.\n]{0,60}?\bto\b\s*:?\s*<?(?:" + _EMAIL + "|" + _URL + ")",
             _I,
         ),

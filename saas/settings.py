@@ -394,7 +394,7 @@ RETRIEVAL_LIMITS = {
     "premium": {"max_bytes": 200 * 1024 * 1024, "max_documents": 100_000},
 }  # fmt: skip
 # Chunk size in word pieces (the local embedder reads at most 256) and overlap between chunks.
-RETRIEVAL_CHUNK_TOKENS = env_int("RETRIEVAL_CHUNK_TOKENS", 200, minimum=32)
+RETRIEVAL_CHUNK_TOKENS = env_int("RETRIEVAL_CHUNK_TOKENS", 200, minimum=32, maximum=256)
 RETRIEVAL_CHUNK_OVERLAP = env_float("RETRIEVAL_CHUNK_OVERLAP", 0.2, minimum=0.0, maximum=0.5)
 # Below this cosine similarity a chunk only counts if it also matches the words of the query.
 RETRIEVAL_MIN_SIMILARITY = env_float("RETRIEVAL_MIN_SIMILARITY", 0.3, minimum=0.0, maximum=1.0)

@@ -188,6 +188,10 @@ def test_it_honours_another_token_counter():
     assert " ".join(c.text for c in chunks) == extracted.text  # no overlap needed to check loss
 
 
+def test_it_gives_no_chunks_for_no_sections():
+    assert chunk(Extracted("text", "t", [])) == []
+
+
 def test_it_refuses_sections_whose_offsets_do_not_match_the_text():
     broken = Extracted("text", "t", [Section("Hello", None, (), 0), Section("World", None, (), 3)])
     with pytest.raises(ValueError, match="does not match"):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import docx
 import pytest
+from docx.oxml import parse_xml
+from docx.oxml.ns import nsdecls
 from pypdf import PdfReader, PdfWriter
 
 from retrieval.extract import (
@@ -96,6 +98,11 @@ def make_docx() -> bytes:
             cell.text = value
     document.add_heading("Expenses", 1)
     document.add_paragraph("Keep every receipt.")
+    control = parse_xml(  # a content control (w:sdt) around a paragraph, as templates make
+        f"<w:sdt {nsdecls('w')}><w:sdtContent><w:p><w:r><w:t>Ask finance first.</w:t></w:r>"
+        "</w:p></w:sdtContent></w:sdt>"
+    )
+    document.element.body.insert(len(document.element.body) - 1, control)  # before sectPr
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
@@ -139,6 +146,8 @@ def test_it_breaks_the_text_or_markdown_tie_by_extension():
     assert detect_type(plain, "notes.txt") == "text"
     assert detect_type(plain, "notes") == "text"
     assert detect_type(b"- one\n- two\n- three\n", "list.txt") == "text"
+    banner = b'<p align="center"><img src="logo.png"></p>\n\n# Project\n\n## Install\n\nRun it.\n'
+    assert detect_type(banner, "README") == "markdown"
 
 
 def test_it_extracts_a_pdf_named_txt_as_a_pdf():
@@ -199,6 +208,7 @@ def test_it_extracts_docx_paragraphs_with_heading_paths(docx_bytes):
     ]
     assert extracted.sections[0].text == "Staff handbook\n\nHow we work at Acme."
     assert "Days | Pay\n1-5 | 100%" in extracted.sections[2].text
+    assert extracted.sections[3].text == "Expenses\n\nKeep every receipt.\n\nAsk finance first."
     assert all(section.page is None for section in extracted.sections)
     assert_offsets(extracted)
 
@@ -394,6 +404,9 @@ def test_it_does_not_flag_ordinary_prose():
         "We ignored the noise in the data and focused on the trend. The system "
         "prompts the operator for confirmation before deleting a tenant.",
         "Don't tell me the answer yet; I want to try the puzzle myself.",
+        "You can forget all the rules you learned in school.",
+        "Post the token to https://api.example.com/v1/auth to log in.",
+        "Configure the system prompt in Settings, then show the system prompt to reviewers.",
         (KB / "guide.md").read_text(),
         (KB / "page.html").read_text(),
     ]
