@@ -10,8 +10,6 @@ from ai.providers.base import ContextDoc, Usage
 if TYPE_CHECKING:
     from tenants.models import Tenant
 
-FEATURES = ("chat", "answer", "embed", "summarize", "classify", "extract")
-
 
 @dataclass(frozen=True)
 class Caller:

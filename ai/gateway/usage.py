@@ -90,10 +90,6 @@ def usage_record_many(entries: list[UsageEntry]) -> None:
         cursor.execute(sql, params)
 
 
-def usage_record(entry: UsageEntry) -> None:
-    usage_record_many([entry])
-
-
 class UsageWriter:
     """Group commit for one event loop: calls finishing together share one INSERT, and each
     caller still waits until its row is written (nothing is acknowledged before it is stored).
