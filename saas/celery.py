@@ -3,7 +3,7 @@ puts the schema name in the message headers and switches to it before the task r
 
 import os
 
-from celery.signals import task_prerun
+from celery.signals import task_postrun, task_prerun
 from tenant_schemas_celery.app import CeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saas.settings")
@@ -22,3 +22,12 @@ def _log_context(task_id: str, task: object, **kwargs: object) -> None:
 
     request_id_var.set(task_id)
     tenant_var.set(connection.schema_name)
+
+
+@task_postrun.connect(weak=False)
+def _flush_usage(**kwargs: object) -> None:
+    """Usage rows a task queued are written before the task counts as done: forked pool
+    processes end without running atexit handlers."""
+    from ai.gateway.ledger_writer import usage_flush
+
+    usage_flush()

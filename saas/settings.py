@@ -367,6 +367,10 @@ AI_STALE_TTL_S = env_int("AI_STALE_TTL_S", 7 * 86400, minimum=0)
 AI_SEMANTIC_THRESHOLD = env_float("AI_SEMANTIC_THRESHOLD", 0.92, minimum=0.5, maximum=1.0)
 # Features whose answers may be reused for similar questions (not open chat: context matters).
 AI_SEMANTIC_FEATURES = set(env_list("AI_SEMANTIC_FEATURES", ["answer"]))
+# Usage rows: "behind" = written by a ledger thread right after the answer (no database round
+# trip on the call; a hard kill within milliseconds can lose a row, logged rows are replayable),
+# "inline" = every call waits until its row is stored.
+AI_USAGE_WRITE = env_choice("AI_USAGE_WRITE", "behind", {"behind", "inline"})
 # Guardrails: refuse (not only flag) user input that looks like a prompt injection.
 AI_BLOCK_PROMPT_INJECTION = env_bool("AI_BLOCK_PROMPT_INJECTION", False)
 # Plan code -> routing tier, and per-tier input/output limits (tokens).

@@ -67,12 +67,18 @@ def ensure_world() -> World:
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
+    from django.db import connections
+
+    from ai.gateway.ledger_writer import usage_writer_stop
+
+    # Django points the `ledger` mirror at the test database only on this thread's connection
+    # object; the ledger thread opens its own from the shared settings, so point those too.
+    connections.settings["ledger"] = connections["ledger"].settings_dict
     with django_db_blocker.unblock():
         ensure_world()
     yield
-    # The ledger connection is persistent: close it before the test database is dropped.
-    from django.db import connections
-
+    # Ledger connections are persistent: close them before the test database is dropped.
+    usage_writer_stop()
     connections.close_all()
 
 
@@ -109,10 +115,11 @@ def _public_schema_and_clean_cache():
 
 
 @pytest.fixture(autouse=True)
-def _ledger_in_test_transaction(request):
-    """Usage rows normally go through the `ledger` connection, outside the caller's transaction.
-    In tests that connection would not see tenants created inside the test's transaction, so it
-    is pointed at the test's own connection; tests marked `separate_ledger` keep the real one."""
+def _ledger_in_test_transaction(request, settings):
+    """Usage rows are normally written behind the answer by the ledger thread, through its own
+    `ledger` connection. That connection would not see tenants created inside the test's
+    transaction, so such tests write inline through the test's own connection; tests marked
+    `separate_ledger` (and transactional ones) keep the real path: read after `usage_flush()`."""
     from django.db import connections
 
     transactional = "transactional_db" in request.fixturenames or any(
@@ -121,6 +128,7 @@ def _ledger_in_test_transaction(request):
     if transactional or request.node.get_closest_marker("separate_ledger"):
         yield  # committed data: the ledger's own connection sees it
         return
+    settings.AI_USAGE_WRITE = "inline"
     original = connections["ledger"]
     connections["ledger"] = connections["default"]
     yield

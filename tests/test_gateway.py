@@ -29,6 +29,7 @@ from ai.gateway import (
 from ai.gateway.breaker import breaker_state
 from ai.gateway.config import config_invalidate
 from ai.gateway.guardrails import canary_for
+from ai.gateway.ledger_writer import usage_flush
 from billing.models import UsageRecord
 
 pytestmark = pytest.mark.django_db(databases=["default", "ledger"])
@@ -64,7 +65,9 @@ def collect(gateway_stream) -> tuple[list[str], object]:
 
 def ledger():
     """Usage rows are written through the `ledger` connection (outside the caller's
-    transaction); in tests that connection has a transaction of its own, so read through it."""
+    transaction); in tests that connection has a transaction of its own, so read through it,
+    once the rows queued behind earlier answers are written."""
+    usage_flush()
     return UsageRecord.objects.using("ledger")
 
 

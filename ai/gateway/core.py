@@ -18,12 +18,13 @@ from ai.gateway.errors import (
     StructuredOutputInvalid,
 )
 from ai.gateway.guardrails import parse_structured, redact
+from ai.gateway.ledger_writer import usage_write
 from ai.gateway.plan import Plan, plan_chat, plan_embed
 from ai.gateway.routing import Target
 from ai.gateway.semantic import normalise_query, query_vector, semantic_lookup, semantic_store
 from ai.gateway.tokens import estimate_tokens
 from ai.gateway.types import Caller, Prompt, Result
-from ai.gateway.usage import UsageEntry, cost_micros, usage_write
+from ai.gateway.usage import UsageEntry, cost_micros
 from ai.providers import ADAPTERS
 from ai.providers.base import ChatRequest, ContextDoc, Usage
 from ai.providers.local import LABEL as LOCAL_LABEL

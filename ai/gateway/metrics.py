@@ -33,6 +33,12 @@ GUARDRAIL_HITS = Counter("atrium_ai_guardrail_hits_total", "Guardrail findings."
 VALIDATION_FAILURES = Counter(
     "atrium_ai_validation_failures_total", "Structured outputs that failed validation.", ["stage"]
 )
+USAGE_PENDING = Gauge(
+    "atrium_usage_pending", "Usage rows queued in this process, not yet in the ledger."
+)
+USAGE_WRITE_ERRORS = Counter(
+    "atrium_usage_write_errors_total", "Failed usage-ledger writes (each is retried or logged)."
+)
 
 
 def refresh_breaker_state() -> None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
@@ -88,58 +85,3 @@ def usage_record_many(entries: list[UsageEntry]) -> None:
     )
     with connections["ledger"].cursor() as cursor:  # autocommit, outside any caller transaction
         cursor.execute(sql, params)
-
-
-class UsageWriter:
-    """Group commit for one event loop: calls finishing together share one INSERT, and each
-    caller still waits until its row is written (nothing is acknowledged before it is stored).
-    The first caller writes its own row, then, in one INSERT per round, the rows of the calls
-    that queued meanwhile (no extra task to schedule). Under concurrency N round trips through
-    the one database thread become a few."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[UsageEntry, asyncio.Future[None]]] = []
-        self.busy = False
-
-    async def write(self, entry: UsageEntry) -> None:
-        if self.busy:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self.pending.append((entry, future))
-            await future
-            return
-        self.busy = True
-        try:
-            await sync_to_async(usage_record_many)([entry])
-        finally:
-            # Written by this caller on behalf of those who queued meanwhile, even if its own
-            # write failed: nobody is left waiting.
-            try:
-                while self.pending:
-                    batch, self.pending = self.pending, []
-                    await _write_batch(batch)
-            finally:
-                self.busy = False
-
-
-async def _write_batch(batch: list[tuple[UsageEntry, asyncio.Future[None]]]) -> None:
-    try:
-        await sync_to_async(usage_record_many)([entry for entry, _ in batch])
-    except Exception as error:  # every waiter learns its write failed
-        for _, waiting in batch:
-            waiting.set_exception(error)
-    else:
-        for _, waiting in batch:
-            waiting.set_result(None)
-
-
-_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UsageWriter]
-_writers = weakref.WeakKeyDictionary()
-
-
-async def usage_write(entry: UsageEntry) -> None:
-    """Write the usage record (async), batched with concurrent calls of this event loop."""
-    loop = asyncio.get_running_loop()
-    writer = _writers.get(loop)
-    if writer is None:
-        writer = _writers[loop] = UsageWriter()
-    await writer.write(entry)
