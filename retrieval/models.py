@@ -36,6 +36,9 @@ class Document(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     error = models.CharField(max_length=300, blank=True)
     flags = models.JSONField(default=list, blank=True, help_text="Prompt-injection findings.")
+    warnings = models.JSONField(
+        default=list, blank=True, help_text="Content left out at extraction, for the uploader."
+    )
     chunk_count = models.PositiveIntegerField(default=0)
     embedding_model = models.CharField(max_length=80, blank=True)
     uploaded_by_email = models.CharField(max_length=254, blank=True)

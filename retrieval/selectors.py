@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.core.paginator import Page, Paginator
 from django.db import connection, transaction
 from django.http import Http404
 from django_tenants.utils import tenant_context
@@ -20,9 +21,12 @@ RRF_K = 60  # the usual Reciprocal Rank Fusion constant
 CANDIDATES_PER_RESULT = 4
 
 
-def documents_of(*, tenant: Tenant) -> list[Document]:
+def documents_page(*, tenant: Tenant, page: str | int | None, per_page: int = 50) -> Page:
+    """One page of the tenant's documents, newest first (an out-of-range page gives the last)."""
     with tenant_context(tenant):
-        return list(Document.objects.all())
+        result = Paginator(Document.objects.all(), per_page).get_page(page)
+        result.object_list = list(result.object_list)  # read while in the tenant's schema
+        return result
 
 
 def document_for(*, tenant: Tenant, document_id: int) -> Document:

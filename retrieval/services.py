@@ -14,6 +14,7 @@ from django_tenants.utils import tenant_context
 
 from ai.gateway import Caller, GatewayError, embed_sync
 from ai.gateway.routing import tier_of
+from retrieval.events import document_changed
 from retrieval.models import Chunk, Document
 from saas.audit.services import audit_record
 from tenants.models import Tenant, User
@@ -69,14 +70,18 @@ def document_upload(
             )  # fmt: skip
             document.file.save(name, ContentFile(data), save=False)
             document.save()
+            transaction.on_commit(
+                lambda: document_changed(tenant, document.pk, status="queued", progress=0)
+            )
             if enqueue:
                 transaction.on_commit(lambda: document_ingest_task.delay(document_id=document.pk))
     audit_record(tenant=tenant, action="document.uploaded", actor=user, target=name)
     return document
 
 
-def _set_progress(document_id: int, progress: int) -> None:
+def _set_progress(tenant: Tenant, document_id: int, progress: int) -> None:
     Document.objects.filter(pk=document_id).update(progress=progress)
+    document_changed(tenant, document_id, status=Document.Status.PROCESSING, progress=progress)
 
 
 def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
@@ -92,13 +97,14 @@ def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
         if document is None:
             return None
         Document.objects.filter(pk=document_id).update(
-            status=Document.Status.PROCESSING, progress=5, error=""
+            status=Document.Status.PROCESSING, progress=5, error="", warnings=[]
         )
+        document_changed(tenant, document_id, status=Document.Status.PROCESSING, progress=5)
         try:
             with document.file.open("rb") as handle:
                 data = handle.read()
-            extracted = extract(data, document.filename)
-            _set_progress(document_id, 15)
+            extracted = extract(data, document.filename, max_bytes=_limits(tenant)["max_bytes"])
+            _set_progress(tenant, document_id, 15)
             chunks = chunk(
                 extracted,
                 max_tokens=settings.RETRIEVAL_CHUNK_TOKENS,
@@ -106,10 +112,10 @@ def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
             )
             if not chunks:
                 raise UnsupportedDocument("No text was found in this document.")
-            _set_progress(document_id, 30)
+            _set_progress(tenant, document_id, 30)
             vectors, model = _embed(tenant, document, [c.text for c in chunks])
         except (UnsupportedDocument, GatewayError, OSError) as error:
-            return _fail(document_id, str(error))
+            return document_mark_failed(tenant, document_id, str(error))
         rows = []
         findings: set[str] = set()
         for piece, vector in zip(chunks, vectors, strict=True):
@@ -129,8 +135,9 @@ def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
             Document.objects.filter(pk=document_id).update(
                 status=Document.Status.READY, progress=100, chunk_count=len(rows),
                 title=extracted.title[:300] or document.title, flags=sorted(findings),
-                embedding_model=model,
+                embedding_model=model, warnings=list(extracted.warnings),
             )  # fmt: skip
+        document_changed(tenant, document_id, status=Document.Status.READY, progress=100)
         return Document.objects.get(pk=document_id)
 
 
@@ -145,14 +152,16 @@ def _embed(tenant: Tenant, document: Document, texts: list[str]) -> tuple[list, 
         result = embed_sync(caller=caller, texts=texts[start : start + EMBED_BATCH])
         vectors.extend(result.vectors)
         model = result.model
-        _set_progress(document.pk, 30 + int(60 * (number + 1) / len(batches)))
+        _set_progress(tenant, document.pk, 30 + int(60 * (number + 1) / len(batches)))
     return vectors, model
 
 
-def _fail(document_id: int, reason: str) -> None:
+def document_mark_failed(tenant: Tenant, document_id: int, reason: str) -> None:
+    """Failed, with a reason for people (in `tenant`'s schema)."""
     Document.objects.filter(pk=document_id).update(
         status=Document.Status.FAILED, error=reason[:300], progress=0
     )
+    document_changed(tenant, document_id, status=Document.Status.FAILED, progress=0)
     logger.info("document ingestion failed", extra={"document_id": document_id})
 
 
@@ -168,11 +177,12 @@ def document_delete(*, tenant: Tenant, user: User, document: Document) -> None:
     if membership is None or not membership.is_admin:
         raise PermissionDenied("Only admins and owners delete documents.")
     with tenant_context(tenant):
-        title = document.title
+        title, document_id = document.title, document.pk
         storage, path = document.file.storage, document.file.name
         with transaction.atomic():
             document.delete()  # chunks and vectors go with it (cascade)
             transaction.on_commit(lambda: storage.delete(path))
     semantic_forget(tenant)
     async_to_sync(cache_clear_tenant)(tenant.schema_name)
+    transaction.on_commit(lambda: document_changed(tenant, document_id, status="deleted"))
     audit_record(tenant=tenant, action="document.deleted", actor=user, target=title)

@@ -2,12 +2,74 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+import logging
+import random
+
+import redis
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import connection
 
-from retrieval.services import document_ingest
+from retrieval.services import document_ingest, document_mark_failed
+from saas.lib.semaphore import Semaphore
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+# A task that finds its tenant at the cap goes back to the tail of the queue after this many
+# seconds (jittered, so a tenant's waiting tasks do not all come back at once).
+REQUEUE_DELAY_S = (1.0, 2.0)
 
 
-@shared_task(max_retries=3, default_retry_delay=10)
-def document_ingest_task(*, document_id: int) -> None:
-    document_ingest(tenant=connection.tenant, document_id=document_id)
+def ingestion_slots() -> Semaphore:
+    """Per-tenant ingestion slots (keys are tenant schemas)."""
+    return Semaphore("ingestion", lease_s=settings.RETRIEVAL_TENANT_LEASE_S)
+
+
+# A document that is not indexed after this long fails with a reason instead of staying
+# "processing" (one PDF page pypdf cannot finish, say); the hard limit ends the process after.
+SOFT_TIME_LIMIT_S = 600
+TIME_LIMIT_S = 660
+
+
+@shared_task(
+    bind=True, max_retries=3, default_retry_delay=10,
+    soft_time_limit=SOFT_TIME_LIMIT_S, time_limit=TIME_LIMIT_S,
+)  # fmt: skip
+def document_ingest_task(self: Task, *, document_id: int) -> None:
+    """Ingest one document, at most RETRIEVAL_TENANT_CONCURRENCY at a time per tenant, so one
+    tenant's backlog never holds every worker while another tenant's upload waits behind it."""
+    tenant = connection.tenant
+    if self.request.is_eager:  # run inline by the caller: there is no queue to be fair in
+        _ingest(tenant, document_id)
+        return
+    try:
+        lease = ingestion_slots().acquire(
+            tenant.schema_name, limit=settings.RETRIEVAL_TENANT_CONCURRENCY
+        )
+    except redis.RedisError as error:
+        # Ingesting uncapped beats leaving the document queued until Redis is back.
+        logger.warning("ingestion slots unavailable, ingesting uncapped: %s", error)
+        _ingest(tenant, document_id)
+        return
+    if lease is None:
+        # Back to the tail of the queue, behind the other tenants' tasks; same id and retry
+        # count (waiting for a slot is not a failure). The countdown keeps a tenant alone at
+        # its cap from spinning through its own backlog.
+        countdown = random.uniform(*REQUEUE_DELAY_S)  # noqa: S311 (jitter, not a secret)
+        self.signature_from_request(countdown=countdown).apply_async()
+        return
+    with lease:  # kept alive while ingesting, released at the end (whatever happens)
+        _ingest(tenant, document_id)
+
+
+def _ingest(tenant: Tenant, document_id: int) -> None:
+    try:
+        document_ingest(tenant=tenant, document_id=document_id)
+    except SoftTimeLimitExceeded:
+        document_mark_failed(
+            tenant, document_id,
+            f"Indexing took longer than {SOFT_TIME_LIMIT_S // 60} minutes and was stopped. "
+            "Split the document into smaller files and upload them again.",
+        )  # fmt: skip

@@ -11,8 +11,7 @@ from django.views import View
 from ai.gateway import GatewayError
 from retrieval.answering import knowledge_answer
 from retrieval.forms import AskForm, UploadForm
-from retrieval.models import Document
-from retrieval.selectors import document_chunks, document_for, documents_of
+from retrieval.selectors import document_chunks, document_for, documents_page
 from retrieval.services import document_delete, document_upload
 from saas.lib.views import TenantMemberRequiredMixin
 
@@ -48,11 +47,8 @@ class DocumentsView(TenantMemberRequiredMixin, View):
         return redirect("documents")
 
     def _context(self, request: HttpRequest) -> dict[str, object]:
-        documents = documents_of(tenant=request.tenant)
-        busy = any(
-            d.status in (Document.Status.QUEUED, Document.Status.PROCESSING) for d in documents
-        )
-        return {"documents": documents, "busy": busy, "form": UploadForm()}
+        page = documents_page(tenant=request.tenant, page=request.GET.get("page"))
+        return {"documents": page.object_list, "page": page, "form": UploadForm()}
 
 
 class DocumentView(TenantMemberRequiredMixin, View):

@@ -1,12 +1,27 @@
-"""ASGI entry point for daphne: HTTP through Django; websockets are added by the chat issue."""
+"""ASGI entry point for daphne: HTTP through Django, websockets through Channels.
+
+Websockets pass the origin check (ALLOWED_HOSTS), then get their tenant from the Host header
+and their user from the session cookie; each consumer then requires membership."""
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saas.settings")
 
-from channels.routing import ProtocolTypeRouter
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from retrieval.routing import websocket_urlpatterns as retrieval_sockets  # noqa: E402
+from tenants.websocket import TenantWebsocketMiddleware  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            TenantWebsocketMiddleware(AuthMiddlewareStack(URLRouter(retrieval_sockets)))
+        ),
+    }
+)

@@ -28,6 +28,6 @@ def _log_context(task_id: str, task: object, **kwargs: object) -> None:
 def _flush_usage(**kwargs: object) -> None:
     """Usage rows a task queued are written before the task counts as done: forked pool
     processes end without running atexit handlers."""
-    from ai.gateway.ledger_writer import usage_flush
+    from ai.gateway.ledger_writer import TASK_FLUSH_S, usage_flush
 
-    usage_flush()
+    usage_flush(timeout=TASK_FLUSH_S)  # the rows stay queued (and retried) if it times out

@@ -397,11 +397,18 @@ RETRIEVAL_LIMITS = {
     "standard": {"max_bytes": 50 * 1024 * 1024, "max_documents": 5000},
     "premium": {"max_bytes": 200 * 1024 * 1024, "max_documents": 100_000},
 }  # fmt: skip
+# Wall-clock seconds a PDF may take to read (checked between pages): a hostile file can make
+# the parser spin. The page limit (3000) is in retrieval/extract/pdf.py.
+RETRIEVAL_EXTRACT_TIMEOUT_S = env_int("RETRIEVAL_EXTRACT_TIMEOUT_S", 60, minimum=1)
 # Chunk size in word pieces (the local embedder reads at most 256) and overlap between chunks.
 RETRIEVAL_CHUNK_TOKENS = env_int("RETRIEVAL_CHUNK_TOKENS", 200, minimum=32, maximum=256)
 RETRIEVAL_CHUNK_OVERLAP = env_float("RETRIEVAL_CHUNK_OVERLAP", 0.2, minimum=0.0, maximum=0.5)
 # Below this cosine similarity a chunk only counts if it also matches the words of the query.
 RETRIEVAL_MIN_SIMILARITY = env_float("RETRIEVAL_MIN_SIMILARITY", 0.3, minimum=0.0, maximum=1.0)
+# Ingestions one tenant may run at once, across all workers (others' uploads get the rest), and
+# how long a slot held by a killed worker stays taken (live holders renew theirs).
+RETRIEVAL_TENANT_CONCURRENCY = env_int("RETRIEVAL_TENANT_CONCURRENCY", 2, minimum=1)
+RETRIEVAL_TENANT_LEASE_S = env_int("RETRIEVAL_TENANT_LEASE_S", 60, minimum=5)
 
 # --- API -------------------------------------------------------------------------------------
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import DisallowedHost, ObjectDoesNotExist
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_tenants.middleware.main import TenantMainMiddleware
-from django_tenants.utils import get_public_schema_name, get_tenant_domain_model
+from django_tenants.utils import get_tenant_domain_model
 
 from saas.logging import tenant_var
 from tenants.models import Tenant
+from tenants.selectors import tenant_for_hostname
 
 SESSION_TENANT_KEY = "_atrium_tenant"
 
@@ -24,12 +24,7 @@ class TenantHostMiddleware(TenantMainMiddleware):
     Unknown hosts get a friendly 404 page instead of an error."""
 
     def get_tenant(self, domain_model: type, hostname: str) -> Tenant:
-        if hostname in (settings.BASE_DOMAIN, f"www.{settings.BASE_DOMAIN}"):
-            return Tenant.objects.get(schema_name=get_public_schema_name())
-        tenant = super().get_tenant(domain_model, hostname)
-        if tenant.status == Tenant.Status.SYSTEM:
-            raise domain_model.DoesNotExist
-        return tenant
+        return tenant_for_hostname(hostname)
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         connection.set_schema_to_public()

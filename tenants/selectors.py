@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
+from django_tenants.utils import get_public_schema_name
 
-from tenants.models import Invitation, Membership, Tenant, User
+from tenants.models import Domain, Invitation, Membership, Tenant, User
+
+
+def tenant_for_hostname(hostname: str) -> Tenant:
+    """The tenant a host name belongs to: the base domain is the public site, every other
+    known domain its tenant's site. Raises Tenant.DoesNotExist for unknown hosts and for the
+    internal template tenant. Used for HTTP requests and websockets alike."""
+    if hostname in (settings.BASE_DOMAIN, f"www.{settings.BASE_DOMAIN}"):
+        return Tenant.objects.get(schema_name=get_public_schema_name())
+    domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
+    if domain is None or domain.tenant.status == Tenant.Status.SYSTEM:
+        raise Tenant.DoesNotExist(hostname)
+    return domain.tenant
 
 
 def membership_for(*, tenant: Tenant, user: User) -> Membership | None:

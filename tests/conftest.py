@@ -4,9 +4,11 @@ clients signed in on a tenant's host. Tests run against the real PostgreSQL and 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import pytest
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -30,8 +32,16 @@ class World:
     charlie: User
 
 
-def _ensure_system_tenants() -> None:
-    # A transactional test's flush empties the public tables; put the system rows back.
+def _ensure_system_rows() -> None:
+    # A transactional test's flush empties the public tables; put the system rows back: the
+    # system tenants and the AI catalog (both seeded by migrations in a real deployment).
+    from ai.catalog.models import AIModel
+    from ai.gateway.config import config_invalidate
+
+    if not AIModel.objects.exists():
+        seed = importlib.import_module("ai.catalog.migrations.0002_seed_catalog").seed
+        seed(django_apps, None)
+        config_invalidate()
     Tenant.objects.get_or_create(
         schema_name=settings.PUBLIC_SCHEMA_NAME,
         defaults={"slug": "public", "name": "Public", "status": Tenant.Status.SYSTEM},
@@ -55,7 +65,7 @@ def _ensure_tenant(slug: str, name: str, owner: User) -> Tenant:
 
 def ensure_world() -> World:
     connection.set_schema_to_public()
-    _ensure_system_tenants()
+    _ensure_system_rows()
     alice = user_ensure(email="alice@acme.test", password=PASSWORD)
     bob = user_ensure(email="bob@acme.test", password=PASSWORD)
     charlie = user_ensure(email="charlie@globex.test", password=PASSWORD)

@@ -195,6 +195,20 @@ def test_it_refuses_a_pdf_without_a_text_layer():
         extract(make_pdf(["", ""]), "scan.pdf")
 
 
+def test_it_refuses_a_pdf_that_takes_longer_than_the_time_limit_to_read():
+    pdf = make_pdf(["Page one.", "Page two."])
+    with pytest.raises(UnsupportedDocument, match=r"took longer than 0 s to read.*page 1 of 2"):
+        extract(pdf, "slow.pdf", timeout_s=0)
+    assert extract(pdf, "slow.pdf", timeout_s=60).text == "Page one.\n\nPage two."
+
+
+def test_it_takes_the_pdf_time_limit_from_the_setting(settings):
+    settings.RETRIEVAL_EXTRACT_TIMEOUT_S = 0
+    with pytest.raises(UnsupportedDocument, match="took longer than 0 s"):
+        extract(make_pdf(["Page one."]), "slow.pdf")
+    assert extract(b"Text is not timed.", "notes.txt").text == "Text is not timed."
+
+
 def test_it_extracts_docx_paragraphs_with_heading_paths(docx_bytes):
     extracted = extract(docx_bytes, "handbook.docx")
     assert extracted.kind == "docx"

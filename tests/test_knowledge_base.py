@@ -13,6 +13,7 @@ from retrieval.models import Chunk, Document
 from retrieval.selectors import knowledge_search
 from retrieval.services import document_ingest
 from tests.conftest import client_on, host_of
+from tests.test_extract import make_pdf
 
 pytestmark = pytest.mark.django_db(databases=["default", "ledger"])
 
@@ -139,6 +140,26 @@ def test_it_flags_documents_with_instruction_like_text(world, alice_client):
     assert hits and hits[0].flags  # still searchable, and marked
 
 
+def test_it_shows_the_content_left_out_on_the_document_page(world, alice_client):
+    upload(alice_client, "manual.pdf", make_pdf(["Quotas are per tenant.", "", "Ask support."]))
+    (document,) = acme_documents()
+    assert document.status == "ready"
+    assert document.warnings == ["Pages without a text layer (scanned?) were left out: 2."]
+    page = alice_client.get(f"/documents/{document.pk}/").content.decode()
+    assert "could not be read and is not searchable" in page
+    assert "<li>Pages without a text layer (scanned?) were left out: 2.</li>" in page
+
+
+def test_it_fails_a_pdf_that_is_too_slow_to_read_with_the_reason(world, alice_client, settings):
+    settings.RETRIEVAL_EXTRACT_TIMEOUT_S = 0
+    upload(alice_client, "slow.pdf", make_pdf(["Quotas are per tenant."]))
+    (document,) = acme_documents()
+    assert (document.status, document.chunk_count) == ("failed", 0)
+    assert "took longer than 0 s to read" in document.error
+    page = alice_client.get(f"/documents/{document.pk}/").content.decode()
+    assert "took longer than 0 s to read" in page
+
+
 def test_it_forgets_everything_about_a_deleted_document(world, alice_client):
     upload(alice_client, "refunds.md", REFUNDS)
     (document,) = acme_documents()
@@ -181,3 +202,29 @@ def test_it_renders_model_output_inert(world, alice_client, sim):
     body = alice_client.get("/ask/", {"q": "Are annual plans refunded?"}).content.decode()
     assert "<script>alert(2)" not in body and "<img src=x" not in body
     assert "&lt;script&gt;" in body
+
+
+def test_it_fails_a_document_whose_indexing_overruns_the_task_time_limit(
+    world, alice_client, monkeypatch
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def overrun(**kwargs):
+        raise SoftTimeLimitExceeded
+
+    monkeypatch.setattr("retrieval.tasks.document_ingest", overrun)
+    upload(alice_client, "refunds.md", REFUNDS)
+    (document,) = acme_documents()
+    assert document.status == "failed" and "took longer than 10 minutes" in document.error
+
+
+def test_the_documents_page_updates_live_and_pages_through_a_long_list(world, alice_client):
+    for number in range(55):
+        upload(alice_client, f"note-{number}.txt", f"Note number {number} about refunds.".encode())
+    first = alice_client.get("/documents/").content.decode()
+    assert "hx-trigger" not in first  # no polling: the websocket pushes changes
+    assert 'data-live-url="/documents/?panel=1&amp;page=1"' in first
+    assert first.count("data-document-id=") == 50 and "Page 1 of 2 · 55 documents" in first
+    second = alice_client.get("/documents/?page=2").content.decode()
+    assert second.count("data-document-id=") == 5 and "note-0.txt" in second
+    assert alice_client.get("/documents/?page=99").status_code == 200  # the last page

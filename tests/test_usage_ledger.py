@@ -144,3 +144,26 @@ def test_a_celery_task_ends_only_once_its_usage_rows_are_written(world, monkeypa
     async_to_sync(usage_write)(queued)
     task_postrun.send(sender=None, task_id="t1", task=None)
     assert rows(world.acme, [queued.request_id]).count() == 1
+
+
+def test_an_unexpected_error_in_the_writer_loses_no_waiter_and_the_writer_keeps_going(
+    world, monkeypatch, caplog
+):
+    real = ledger_writer.usage_record_many
+    calls = []
+
+    def broken_once(entries):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug, not a database error")
+        real(entries)
+
+    monkeypatch.setattr(ledger_writer, "usage_record_many", broken_once)
+    first, second = entry(world.acme.pk), entry(world.acme.pk)
+    with caplog.at_level(logging.ERROR, logger="ai.gateway.ledger_writer"):
+        async_to_sync(usage_write)(first)
+        assert usage_flush(timeout=5)  # settled (logged), not hanging
+        async_to_sync(usage_write)(second)
+        assert usage_flush(timeout=5)
+    assert any(first.request_id in r.getMessage() for r in caplog.records)
+    assert rows(world.acme, [second.request_id]).count() == 1

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_S = (0.1, 0.5, 1, 2, 5)
 EXIT_FLUSH_S = 10.0
+TASK_FLUSH_S = 30.0  # a Celery task waits at most this long for its rows
 
 
 async def usage_write(entry: UsageEntry) -> None:
@@ -114,7 +115,11 @@ class BehindWriter:
                         return
                     batch, self.pending = self.pending, []
                 self.in_flight = batch
-                _write_with_retries(batch, stopping=lambda: self.stopping)
+                try:
+                    _write_with_retries(batch, stopping=lambda: self.stopping)
+                except Exception:  # never let the thread die with rows (and waiters) in hand
+                    logger.exception("usage ledger writer failed")
+                    _log_unwritten(batch, "the ledger writer failed")
                 with self.cond:
                     self.in_flight = []
                     self.settled += len(batch)

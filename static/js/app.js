@@ -20,3 +20,44 @@ document.addEventListener("DOMContentLoaded", () => {
     zone.requestSubmit();
   });
 });
+
+// Live document status: ingestion pushes each change over a websocket; a progress bar moves in
+// place, anything else (ready, failed, new, deleted) re-renders the list. After a reconnect the
+// list is re-rendered once, so changes missed while offline show up too.
+document.addEventListener("DOMContentLoaded", () => {
+  if (!document.getElementById("documents-panel")) return;
+  const refresh = () => {
+    const panel = document.getElementById("documents-panel");
+    htmx.ajax("GET", panel.dataset.liveUrl, { target: panel, swap: "outerHTML" });
+  };
+  let retryMs = 1000;
+  let reconnecting = false;
+  const connect = () => {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/documents/`);
+    socket.addEventListener("open", () => {
+      retryMs = 1000;
+      if (reconnecting) refresh();
+    });
+    socket.addEventListener("message", (message) => {
+      const change = JSON.parse(message.data);
+      const row = document.querySelector(`[data-document-id="${Number(change.id)}"]`);
+      const bar = row && row.querySelector("progress");
+      if (bar && change.status === "processing") {
+        bar.value = change.progress;
+        bar.textContent = `${change.progress}%`;
+        const label = row.querySelector("[data-status]");
+        if (label) label.textContent = "Processing";
+      } else {
+        refresh();
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (event.code === 4403) return; // not allowed: retrying will not help
+      reconnecting = true;
+      setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, 30000);
+    });
+  };
+  connect();
+});

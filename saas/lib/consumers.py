@@ -1,0 +1,65 @@
+"""Base websocket consumer for tenant pages: the same rules as `TenantMemberRequiredMixin`.
+
+A socket is accepted only on an active tenant's host, for a signed-in member whose session was
+created on that host. Every group it joins is named with the tenant's schema, so an event
+sent to one tenant's group can never reach another tenant's sockets. Clients only listen on
+these sockets: anything they send is ignored, and an oversized frame closes the socket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from tenants.middleware import SESSION_TENANT_KEY
+from tenants.models import Tenant
+from tenants.selectors import membership_for
+
+# Close codes (4000-4999 are the application's own).
+CLOSE_NOT_ALLOWED = 4403
+CLOSE_MESSAGE_TOO_BIG = 1009
+MAX_CLIENT_FRAME = 4096
+
+
+def tenant_group(tenant: Tenant, topic: str) -> str:
+    """A channel-layer group of one tenant (group names: ASCII letters, digits, `-_.`)."""
+    return f"{tenant.schema_name}.{topic}"
+
+
+class TenantMemberConsumer(AsyncJsonWebsocketConsumer):
+    """Subclasses set `topic`; events sent to `tenant_group(tenant, topic)` reach the socket."""
+
+    topic = ""
+
+    async def connect(self) -> None:
+        self.tenant: Tenant | None = self.scope.get("tenant")
+        if not await database_sync_to_async(self._is_member)():
+            await self.close(code=CLOSE_NOT_ALLOWED)
+            return
+        self.group = tenant_group(self.tenant, self.topic)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    def _is_member(self) -> bool:
+        tenant, user, session = self.tenant, self.scope.get("user"), self.scope.get("session")
+        if tenant is None or tenant.schema_name == settings.PUBLIC_SCHEMA_NAME:
+            return False
+        if tenant.status != Tenant.Status.ACTIVE or user is None or not user.is_authenticated:
+            return False
+        if session is None or session.get(SESSION_TENANT_KEY) != tenant.schema_name:
+            return False  # a session cookie carried over from another tenant's host
+        return membership_for(tenant=tenant, user=user) is not None
+
+    async def disconnect(self, code: int) -> None:
+        group = getattr(self, "group", None)
+        if group:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if len(text_data or bytes_data or "") > MAX_CLIENT_FRAME:
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["payload"])
