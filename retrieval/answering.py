@@ -30,8 +30,10 @@ def context_docs(hits: list[Hit]) -> list[ContextDoc]:
     return [ContextDoc(f"chunk:{hit.chunk_id}", hit.text, title(hit)) for hit in hits]
 
 
-def knowledge_answer(*, tenant: Tenant, question: str, user_id: int | None = None) -> Answer:
-    hits = knowledge_search(tenant=tenant, query=question, user_id=user_id)
+def knowledge_answer(
+    *, tenant: Tenant, question: str, tags: list[str] | None = None, user_id: int | None = None
+) -> Answer:
+    hits = knowledge_search(tenant=tenant, query=question, tags=tags, user_id=user_id)
     if not hits:
         return Answer(NOT_FOUND, [])
     result = complete_sync(

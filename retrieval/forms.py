@@ -29,3 +29,11 @@ class UploadForm(forms.Form):
 
 class AskForm(forms.Form):
     q = forms.CharField(label="Question", max_length=2000, strip=True)
+    tag = forms.CharField(label="Only documents tagged", max_length=40, required=False)
+
+
+class TagsForm(forms.Form):
+    tags = forms.CharField(
+        label="Tags", max_length=1000, required=False, strip=True,
+        help_text="Comma-separated, e.g. policies, hr. Search can be limited to a tag.",
+    )  # fmt: skip

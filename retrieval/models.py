@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import connection, models
 from pgvector.django import HnswIndex, VectorField
 
-EMBEDDING_DIMENSIONS = 384  # all-MiniLM-L6-v2, the default local embedder
+# The knowledge base's embedding model (catalog key) and its vector size. Always asked for by
+# name: vectors of two models in one index would make every search quietly wrong.
+EMBEDDING_MODEL = "local-minilm"
+EMBEDDING_DIMENSIONS = 384  # all-MiniLM-L6-v2
+TAG_MAX_CHARS = 40
+MAX_TAGS = 20
 
 
 def document_upload_path(document: Document, filename: str) -> str:
@@ -41,12 +47,14 @@ class Document(models.Model):
     )
     chunk_count = models.PositiveIntegerField(default=0)
     embedding_model = models.CharField(max_length=80, blank=True)
+    tags = ArrayField(models.CharField(max_length=TAG_MAX_CHARS), default=list, blank=True)
     uploaded_by_email = models.CharField(max_length=254, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [GinIndex(fields=["tags"], name="document_tags_gin")]
 
     def __str__(self) -> str:
         return self.title
@@ -62,7 +70,11 @@ class Chunk(models.Model):
     start = models.PositiveIntegerField(help_text="Character offset in the extracted text.")
     end = models.PositiveIntegerField()
     flags = models.JSONField(default=list, blank=True)
+    # sha256 of `text`: the same text embedded by the same model is never embedded twice.
+    text_hash = models.CharField(max_length=64, db_index=True)
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    embedding_model = models.CharField(max_length=80)
+    embedding_dimensions = models.PositiveSmallIntegerField()
     search_vector = models.GeneratedField(
         expression=SearchVector("text", config="english"),
         output_field=SearchVectorField(),

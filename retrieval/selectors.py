@@ -14,7 +14,7 @@ from django_tenants.utils import tenant_context
 from pgvector.django import CosineDistance
 
 from ai.gateway import Caller, embed_sync
-from retrieval.models import Chunk, Document
+from retrieval.models import EMBEDDING_MODEL, Chunk, Document
 from tenants.models import Tenant
 
 RRF_K = 60  # the usual Reciprocal Rank Fusion constant
@@ -63,24 +63,32 @@ def knowledge_search(
     query: str,
     k: int = 5,
     document_ids: list[int] | None = None,
+    tags: list[str] | None = None,
     user_id: int | None = None,
 ) -> list[Hit]:
     """The best `k` chunks for `query`: vector kNN and full-text results fused with Reciprocal
     Rank Fusion, adjacent chunks of one document collapsed, and nothing below the relevance
-    floor (a weak vector match that shares no word with the query). Empty when nothing is
-    relevant, so an answer can say so instead of inventing one."""
+    floor (a weak vector match that shares no word with the query). Optionally only from
+    `document_ids` and/or documents with any of `tags`. Empty when nothing is relevant, so an
+    answer can say so instead of inventing one."""
     query = query.strip()
     if not query:
         return []
     vector = embed_sync(
         caller=Caller(tenant, "embed", f"search:{uuid.uuid4().hex}", user_id=user_id),
         texts=[query],
+        model=EMBEDDING_MODEL,
     ).vectors[0]
     limit = k * CANDIDATES_PER_RESULT
     with tenant_context(tenant), transaction.atomic():
-        chunks = Chunk.objects.filter(document__status=Document.Status.READY)
+        chunks = Chunk.objects.filter(
+            document__status=Document.Status.READY, embedding_model=EMBEDDING_MODEL
+        )
         if document_ids:
             chunks = chunks.filter(document_id__in=document_ids)
+        if tags:
+            chunks = chunks.filter(document__tags__overlap=tags)
+        if document_ids or tags:
             # A selective filter must still return k results: let HNSW keep scanning.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
@@ -133,3 +141,10 @@ def _fuse(by_vector: list[Chunk], by_text: list[Chunk], k: int, floor: float) ->
         if len(hits) == k:
             break
     return hits
+
+
+def tags_of(*, tenant: Tenant) -> list[str]:
+    """Every tag in use in the tenant's knowledge base, sorted."""
+    with tenant_context(tenant), connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT unnest(tags) AS tag FROM retrieval_document ORDER BY tag")
+        return [tag for (tag,) in cursor.fetchall()]

@@ -15,7 +15,7 @@ from django_tenants.utils import tenant_context
 from ai.gateway import Caller, GatewayError, embed_sync
 from ai.gateway.routing import tier_of
 from retrieval.events import document_changed
-from retrieval.models import Chunk, Document
+from retrieval.models import EMBEDDING_MODEL, MAX_TAGS, TAG_MAX_CHARS, Chunk, Document
 from saas.audit.services import audit_record
 from tenants.models import Tenant, User
 from tenants.selectors import membership_for
@@ -113,7 +113,7 @@ def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
             if not chunks:
                 raise UnsupportedDocument("No text was found in this document.")
             _set_progress(tenant, document_id, 30)
-            vectors, model = _embed(tenant, document, [c.text for c in chunks])
+            vectors = _embed(tenant, document, [c.text for c in chunks])
         except (UnsupportedDocument, GatewayError, OSError) as error:
             return document_mark_failed(tenant, document_id, str(error))
         rows = []
@@ -126,7 +126,8 @@ def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
                     document_id=document_id, index=piece.index, text=piece.text,
                     token_count=piece.token_count, page=piece.page,
                     heading_path=list(piece.heading_path), start=piece.start, end=piece.end,
-                    flags=flags, embedding=vector,
+                    flags=flags, text_hash=text_hash(piece.text), embedding=vector,
+                    embedding_model=EMBEDDING_MODEL, embedding_dimensions=len(vector),
                 )
             )  # fmt: skip
         with transaction.atomic():
@@ -135,25 +136,39 @@ def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
             Document.objects.filter(pk=document_id).update(
                 status=Document.Status.READY, progress=100, chunk_count=len(rows),
                 title=extracted.title[:300] or document.title, flags=sorted(findings),
-                embedding_model=model, warnings=list(extracted.warnings),
+                embedding_model=EMBEDDING_MODEL, warnings=list(extracted.warnings),
             )  # fmt: skip
         document_changed(tenant, document_id, status=Document.Status.READY, progress=100)
         return Document.objects.get(pk=document_id)
 
 
-def _embed(tenant: Tenant, document: Document, texts: list[str]) -> tuple[list, str]:
-    """Embeddings through the gateway, in batches; request ids are stable per document and
-    batch, so a retried ingestion is never metered twice."""
-    vectors: list[list[float]] = []
-    model = ""
-    batches = range(0, len(texts), EMBED_BATCH)
-    for number, start in enumerate(batches):
-        caller = Caller(tenant, "embed", f"ingest:{document.public_id}:{len(texts)}:{number}")
-        result = embed_sync(caller=caller, texts=texts[start : start + EMBED_BATCH])
-        vectors.extend(result.vectors)
-        model = result.model
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _embed(tenant: Tenant, document: Document, texts: list[str]) -> list:
+    """Vectors for `texts` (in `tenant`'s schema): reused from the tenant's chunks with the
+    same text and model (a re-upload, a repeated boilerplate paragraph), the rest embedded
+    through the gateway in batches. A batch's request id is derived from its texts, so a
+    retried ingestion meters each batch once."""
+    known = dict(
+        Chunk.objects.filter(
+            text_hash__in={text_hash(t) for t in texts}, embedding_model=EMBEDDING_MODEL
+        ).values_list("text_hash", "embedding")
+    )
+    missing = list(dict.fromkeys(t for t in texts if text_hash(t) not in known))
+    batches = [
+        missing[start : start + EMBED_BATCH] for start in range(0, len(missing), EMBED_BATCH)
+    ]
+    for number, batch in enumerate(batches):
+        batch_id = hashlib.sha256("".join(text_hash(t) for t in batch).encode()).hexdigest()
+        caller = Caller(tenant, "embed", f"ingest:{document.public_id}:{batch_id[:32]}")
+        result = embed_sync(caller=caller, texts=batch, model=EMBEDDING_MODEL)
+        if result.model != EMBEDDING_MODEL:  # a fallback model's vectors do not belong here
+            raise GatewayError(f"The embedding model {EMBEDDING_MODEL} is not available.")
+        known.update(zip((text_hash(t) for t in batch), result.vectors, strict=True))
         _set_progress(tenant, document.pk, 30 + int(60 * (number + 1) / len(batches)))
-    return vectors, model
+    return [known[text_hash(t)] for t in texts]
 
 
 def document_mark_failed(tenant: Tenant, document_id: int, reason: str) -> None:
@@ -186,3 +201,28 @@ def document_delete(*, tenant: Tenant, user: User, document: Document) -> None:
     async_to_sync(cache_clear_tenant)(tenant.schema_name)
     transaction.on_commit(lambda: document_changed(tenant, document_id, status="deleted"))
     audit_record(tenant=tenant, action="document.deleted", actor=user, target=title)
+
+
+def tags_parse(raw: str) -> list[str]:
+    """ "Policies, HR , policies" -> ["hr", "policies"]: lower case, single spaces, sorted,
+    without duplicates. Raises ValidationError for too many or too long tags."""
+    tags = sorted({" ".join(tag.split()).lower() for tag in raw.split(",")} - {""})
+    if len(tags) > MAX_TAGS:
+        raise ValidationError(f"A document takes at most {MAX_TAGS} tags.")
+    too_long = [tag for tag in tags if len(tag) > TAG_MAX_CHARS]
+    if too_long:
+        raise ValidationError(f"Tags are at most {TAG_MAX_CHARS} characters: {too_long[0][:60]}…")
+    return tags
+
+
+def document_tag(*, tenant: Tenant, user: User, document: Document, tags: list[str]) -> None:
+    """Replace the document's tags (any member may tag; search can be limited to tags)."""
+    if membership_for(tenant=tenant, user=user) is None:
+        raise PermissionDenied
+    with tenant_context(tenant):
+        Document.objects.filter(pk=document.pk).update(tags=tags)
+    document.tags = tags
+    audit_record(
+        tenant=tenant, action="document.tagged", actor=user,
+        target=f"{document.title}: {', '.join(tags) or '(none)'}",
+    )  # fmt: skip

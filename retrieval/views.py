@@ -10,9 +10,10 @@ from django.views import View
 
 from ai.gateway import GatewayError
 from retrieval.answering import knowledge_answer
-from retrieval.forms import AskForm, UploadForm
-from retrieval.selectors import document_chunks, document_for, documents_page
-from retrieval.services import document_delete, document_upload
+from retrieval.forms import AskForm, TagsForm, UploadForm
+from retrieval.models import Document
+from retrieval.selectors import document_chunks, document_for, documents_page, tags_of
+from retrieval.services import document_delete, document_tag, document_upload, tags_parse
 from saas.lib.views import TenantMemberRequiredMixin
 
 MAX_FILES_PER_UPLOAD = 20
@@ -54,8 +55,30 @@ class DocumentsView(TenantMemberRequiredMixin, View):
 class DocumentView(TenantMemberRequiredMixin, View):
     def get(self, request: HttpRequest, document_id: int) -> HttpResponse:
         document = document_for(tenant=request.tenant, document_id=document_id)
+        form = TagsForm(initial={"tags": ", ".join(document.tags)})
+        return self._render(request, document, form)
+
+    def post(self, request: HttpRequest, document_id: int) -> HttpResponse:
+        """Set the document's tags."""
+        document = document_for(tenant=request.tenant, document_id=document_id)
+        form = TagsForm(request.POST)
+        if form.is_valid():
+            try:
+                tags = tags_parse(form.cleaned_data["tags"])
+            except ValidationError as error:
+                form.add_error("tags", error)
+            else:
+                document_tag(tenant=request.tenant, user=request.user, document=document, tags=tags)
+                messages.success(request, "Tags saved.")
+                return redirect("document", document_id=document.pk)
+        return self._render(request, document, form, status=400)
+
+    def _render(
+        self, request: HttpRequest, document: Document, form: TagsForm, status: int = 200
+    ) -> HttpResponse:
         chunks = document_chunks(tenant=request.tenant, document=document)
-        return render(request, "retrieval/document.html", {"document": document, "chunks": chunks})
+        context = {"document": document, "chunks": chunks, "tags_form": form}
+        return render(request, "retrieval/document.html", context, status=status)
 
 
 class DocumentDeleteView(TenantMemberRequiredMixin, View):
@@ -74,12 +97,13 @@ class AskView(TenantMemberRequiredMixin, View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         form = AskForm(request.GET or None)
-        context: dict[str, object] = {"form": form}
+        context: dict[str, object] = {"form": form, "tags": tags_of(tenant=request.tenant)}
         if form.is_valid():
             try:
+                tag = form.cleaned_data["tag"]
                 context["answer"] = knowledge_answer(
                     tenant=request.tenant, question=form.cleaned_data["q"],
-                    user_id=request.user.pk,
+                    tags=[tag] if tag else None, user_id=request.user.pk,
                 )  # fmt: skip
             except GatewayError as error:
                 context["error"] = error.message

@@ -97,6 +97,36 @@ def test_it_reingests_without_duplicating_chunks(world, alice_client):
     assert after == before
 
 
+def ingest_usage(document: Document):
+    from ai.gateway.ledger_writer import usage_flush
+    from billing.models import UsageRecord
+
+    usage_flush()
+    return UsageRecord.objects.using("ledger").filter(
+        request_id__startswith=f"ingest:{document.public_id}:"
+    )
+
+
+def test_it_embeds_each_text_once_and_records_the_model_on_every_chunk(world, alice_client):
+    upload(alice_client, "refunds.md", REFUNDS)
+    (first,) = acme_documents()
+    assert ingest_usage(first).count() == 1
+    document_ingest(tenant=world.acme, document_id=first.pk)  # again: every vector is known
+    assert ingest_usage(first).count() == 1
+
+    # A second document repeating the refund sections embeds only its new text.
+    upload(alice_client, "handbook.md", REFUNDS + b"\n" + OFFICES)
+    second = next(d for d in acme_documents() if d.pk != first.pk)
+    with schema_context("t_acme"):
+        chunks = list(Chunk.objects.filter(document=second))
+        reused = {c.text for c in Chunk.objects.filter(document=first)}
+    new_tokens = sum(c.token_count for c in chunks if c.text not in reused)
+    assert reused & {c.text for c in chunks} and new_tokens
+    (row,) = ingest_usage(second)
+    assert 0 < row.input_tokens <= new_tokens + 2 * len(chunks)  # (+ special tokens per text)
+    assert {(c.embedding_model, c.embedding_dimensions) for c in chunks} == {("local-minilm", 384)}
+
+
 def test_it_finds_by_meaning_and_words_and_says_when_nothing_matches(world, alice_client):
     upload(alice_client, "refunds.md", REFUNDS)
     upload(alice_client, "offices.md", OFFICES)
@@ -115,6 +145,34 @@ def test_it_filters_by_document_and_still_returns_results(world, alice_client):
     offices = next(d for d in acme_documents() if d.title == "Office locations")
     hits = knowledge_search(tenant=world.acme, query="refunds", document_ids=[offices.pk])
     assert all(h.document_id == offices.pk for h in hits)
+
+
+def test_members_tag_documents_and_search_within_a_tag(world, alice_client, bob_client):
+    upload(alice_client, "refunds.md", REFUNDS)
+    upload(alice_client, "offices.md", OFFICES)
+    offices = next(d for d in acme_documents() if d.title == "Office locations")
+    response = bob_client.post(f"/documents/{offices.pk}/", {"tags": "Places, HR ,places"})
+    assert response.status_code == 302
+    with schema_context("t_acme"):
+        assert Document.objects.get(pk=offices.pk).tags == ["hr", "places"]
+    question = "When is the Lisbon office open?"
+    hits = knowledge_search(tenant=world.acme, query=question, tags=["places"])
+    assert hits and {h.document_id for h in hits} == {offices.pk}
+    # Refunds are not in a "places" document: nothing found, rather than an untagged hit.
+    assert knowledge_search(tenant=world.acme, query="annual plan refunds", tags=["places"]) == []
+    assert knowledge_search(tenant=world.acme, query=question, tags=["finance"]) == []
+    ask = alice_client.get("/ask/", {"q": "Where is the office?", "tag": "places"})
+    assert "Tagged “places”" in ask.content.decode()
+    too_long = bob_client.post(f"/documents/{offices.pk}/", {"tags": "x" * 41})
+    assert too_long.status_code == 400 and "at most 40 characters" in too_long.content.decode()
+
+
+def test_another_tenant_cannot_tag_or_see_tags(world, alice_client, charlie_on_acme):
+    upload(alice_client, "refunds.md", REFUNDS)
+    (document,) = acme_documents()
+    assert charlie_on_acme.post(f"/documents/{document.pk}/", {"tags": "mine"}).status_code == 404
+    with schema_context("t_acme"):
+        assert Document.objects.get(pk=document.pk).tags == []
 
 
 def test_it_answers_with_citations_to_the_source(world, alice_client):
