@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.core.paginator import Page, Paginator
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.http import Http404
 from django_tenants.utils import tenant_context
 from pgvector.django import CosineDistance
@@ -38,6 +39,26 @@ def document_for(*, tenant: Tenant, document_id: int) -> Document:
     return document
 
 
+def document_by_public_id(*, tenant: Tenant, public_id: uuid.UUID) -> Document:
+    """For the API (which names documents by their public id); 404 like `document_for`."""
+    with tenant_context(tenant):
+        document = Document.objects.filter(public_id=public_id).first()
+    if document is None:
+        raise Http404("No such document.")
+    return document
+
+
+def document_pks(*, tenant: Tenant, public_ids: list[uuid.UUID]) -> list[int]:
+    """The tenant's documents among `public_ids` (others' ids are simply not there)."""
+    with tenant_context(tenant):
+        return list(Document.objects.filter(public_id__in=public_ids).values_list("pk", flat=True))
+
+
+def documents_for_api(*, tenant: Tenant) -> QuerySet[Document]:
+    """Lazily evaluated: the API runs with the key's tenant schema already active."""
+    return Document.objects.all()
+
+
 def document_chunks(*, tenant: Tenant, document: Document) -> list[Chunk]:
     with tenant_context(tenant):
         return list(document.chunks.defer("embedding").order_by("index"))
@@ -47,6 +68,7 @@ def document_chunks(*, tenant: Tenant, document: Document) -> list[Chunk]:
 class Hit:
     chunk_id: int
     document_id: int
+    document_public_id: uuid.UUID
     title: str
     text: str
     page: int | None
@@ -65,6 +87,7 @@ def knowledge_search(
     document_ids: list[int] | None = None,
     tags: list[str] | None = None,
     user_id: int | None = None,
+    api_key_id: int | None = None,
 ) -> list[Hit]:
     """The best `k` chunks for `query`: vector kNN and full-text results fused with Reciprocal
     Rank Fusion, adjacent chunks of one document collapsed, and nothing below the relevance
@@ -75,7 +98,9 @@ def knowledge_search(
     if not query:
         return []
     vector = embed_sync(
-        caller=Caller(tenant, "embed", f"search:{uuid.uuid4().hex}", user_id=user_id),
+        caller=Caller(
+            tenant, "embed", f"search:{uuid.uuid4().hex}", user_id=user_id, api_key_id=api_key_id
+        ),
         texts=[query],
         model=EMBEDDING_MODEL,
     ).vectors[0]
@@ -132,7 +157,8 @@ def _fuse(by_vector: list[Chunk], by_text: list[Chunk], k: int, floor: float) ->
         taken.add((item.document_id, item.index))
         hits.append(
             Hit(
-                chunk_id=pk, document_id=item.document_id, title=item.document.title,
+                chunk_id=pk, document_id=item.document_id,
+                document_public_id=item.document.public_id, title=item.document.title,
                 text=item.text, page=item.page, heading_path=list(item.heading_path),
                 index=item.index, similarity=round(sim, 4), score=round(scores[pk], 6),
                 flags=list(item.flags),

@@ -17,7 +17,7 @@ from ai.gateway.routing import tier_of
 from retrieval.events import document_changed
 from retrieval.models import EMBEDDING_MODEL, MAX_TAGS, TAG_MAX_CHARS, Chunk, Document
 from saas.audit.services import audit_record
-from tenants.models import Tenant, User
+from tenants.models import APIKey, Tenant, User
 from tenants.selectors import membership_for
 
 logger = logging.getLogger(__name__)
@@ -30,17 +30,44 @@ def _limits(tenant: Tenant) -> dict[str, int]:
     return settings.RETRIEVAL_LIMITS[tier_of(tenant)]
 
 
+def _authorise(
+    tenant: Tenant, user: User | None, api_key: APIKey | None, *, admin: bool = False
+) -> str:
+    """Who is writing (for the record): a member (an admin if `admin`) or a key of this tenant
+    with the documents:write scope. Raises PermissionDenied otherwise."""
+    if api_key is not None:
+        if api_key.tenant_id != tenant.pk or APIKey.Scope.DOCUMENTS_WRITE not in api_key.scopes:
+            raise PermissionDenied("This API key may not change documents.")
+        return f"API key “{api_key.name}”"
+    membership = membership_for(tenant=tenant, user=user) if user else None
+    if membership is None or (admin and not membership.is_admin):
+        raise PermissionDenied(
+            "Only admins and owners delete documents." if admin else "Members only."
+        )
+    return user.email
+
+
+def _audit(tenant: Tenant, action: str, user: User | None, api_key: APIKey | None, target: str):
+    data = {"api_key": api_key.key_id} if api_key else None
+    audit_record(tenant=tenant, action=action, actor=user, target=target, data=data)
+
+
 def document_upload(
-    *, tenant: Tenant, user: User, filename: str, data: bytes, enqueue: bool = True
+    *,
+    tenant: Tenant,
+    filename: str,
+    data: bytes,
+    user: User | None = None,
+    api_key: APIKey | None = None,
+    enqueue: bool = True,
 ) -> Document:
-    """Store an uploaded file and queue its ingestion (unless the caller ingests it itself).
-    Raises ValidationError (a message for the person uploading) for an empty, too large,
-    unsupported or duplicate file."""
+    """Store an uploaded file (from a member or an API key) and queue its ingestion (unless
+    the caller ingests it itself). Raises ValidationError (a message for the person
+    uploading) for an empty, too large, unsupported or duplicate file."""
     from retrieval.extract import UnsupportedDocument, detect_type, sanitise_filename
     from retrieval.tasks import document_ingest_task
 
-    if membership_for(tenant=tenant, user=user) is None:
-        raise PermissionDenied
+    uploaded_by = _authorise(tenant, user, api_key)
     name = sanitise_filename(filename)
     limits = _limits(tenant)
     if not data:
@@ -66,7 +93,7 @@ def document_upload(
         with transaction.atomic():
             document = Document(
                 title=name.rsplit(".", 1)[0][:300] or name, filename=name, kind=kind,
-                content_hash=content_hash, size_bytes=len(data), uploaded_by_email=user.email,
+                content_hash=content_hash, size_bytes=len(data), uploaded_by_email=uploaded_by,
             )  # fmt: skip
             document.file.save(name, ContentFile(data), save=False)
             document.save()
@@ -75,7 +102,7 @@ def document_upload(
             )
             if enqueue:
                 transaction.on_commit(lambda: document_ingest_task.delay(document_id=document.pk))
-    audit_record(tenant=tenant, action="document.uploaded", actor=user, target=name)
+    _audit(tenant, "document.uploaded", user, api_key, name)
     return document
 
 
@@ -180,7 +207,9 @@ def document_mark_failed(tenant: Tenant, document_id: int, reason: str) -> None:
     logger.info("document ingestion failed", extra={"document_id": document_id})
 
 
-def document_delete(*, tenant: Tenant, user: User, document: Document) -> None:
+def document_delete(
+    *, tenant: Tenant, document: Document, user: User | None = None, api_key: APIKey | None = None
+) -> None:
     """Remove the document, its file, chunks and vectors, and every cached answer that could
     quote it (the tenant's exact and semantic caches), so no later answer cites it."""
     from asgiref.sync import async_to_sync
@@ -188,9 +217,7 @@ def document_delete(*, tenant: Tenant, user: User, document: Document) -> None:
     from ai.gateway.cache import cache_clear_tenant
     from ai.gateway.semantic import semantic_forget
 
-    membership = membership_for(tenant=tenant, user=user)
-    if membership is None or not membership.is_admin:
-        raise PermissionDenied("Only admins and owners delete documents.")
+    _authorise(tenant, user, api_key, admin=True)
     with tenant_context(tenant):
         title, document_id = document.title, document.pk
         storage, path = document.file.storage, document.file.name
@@ -200,7 +227,7 @@ def document_delete(*, tenant: Tenant, user: User, document: Document) -> None:
     semantic_forget(tenant)
     async_to_sync(cache_clear_tenant)(tenant.schema_name)
     transaction.on_commit(lambda: document_changed(tenant, document_id, status="deleted"))
-    audit_record(tenant=tenant, action="document.deleted", actor=user, target=title)
+    _audit(tenant, "document.deleted", user, api_key, title)
 
 
 def tags_parse(raw: str) -> list[str]:

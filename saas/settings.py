@@ -71,6 +71,7 @@ SHARED_APPS = [
     "django_htmx",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "saas",
 ]
@@ -414,8 +415,27 @@ RETRIEVAL_TENANT_LEASE_S = env_int("RETRIEVAL_TENANT_LEASE_S", 60, minimum=5)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["saas.api.authentication.APIKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["saas.api.permissions.ScopeRequired"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["saas.api.parsers.SafeJSONParser"],
+    "EXCEPTION_HANDLER": "saas.api.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Atrium API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Atrium API",
+    "VERSION": "1.0.0",
+    "DESCRIPTION": "Tenant API: send `Authorization: Bearer <key>` (keys from Settings > API "
+    "keys or `manage.py create_api_key`). Errors are RFC 9457 problem details.",
+    # The schema and its docs are public (no key needed); assets are served from PyPI's
+    # drf-spectacular-sidecar, not a CDN, so the strict CSP holds.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 # --- logging ---------------------------------------------------------------------------------
 

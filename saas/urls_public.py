@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", views.landing, name="landing"),
     path("accounts/", include("allauth.urls")),
+    path("api/", include("saas.api.urls")),
     path("orgs/", views.OrganizationsView.as_view(), name="organizations"),
     path("orgs/<slug:slug>/open/", views.OrganizationOpenView.as_view(), name="organization_open"),
 ]

@@ -9,6 +9,7 @@ from tenants import views
 urlpatterns = [
     path("", views.DashboardView.as_view(), name="dashboard"),
     path("accounts/", include("allauth.urls")),
+    path("api/", include("saas.api.urls")),
     path("auth/handoff/<str:token>/", views.login_handoff, name="login_handoff"),
     path("switch/<slug:slug>/", views.SwitchTenantView.as_view(), name="switch_tenant"),
     path("members/", views.MembersView.as_view(), name="members"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Lower
 from django_tenants.models import DomainMixin, TenantMixin
@@ -134,3 +135,35 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} to {self.tenant}"
+
+
+class APIKey(models.Model):
+    """A tenant's key for the REST API. It belongs to the tenant, not to a person (it survives
+    its creator leaving). Only a hash of the secret is stored; the key is shown once."""
+
+    class Scope(models.TextChoices):
+        CHAT = "chat", "Chat and embeddings"
+        DOCUMENTS_READ = "documents:read", "Read documents"
+        DOCUMENTS_WRITE = "documents:write", "Upload and delete documents"
+        SEARCH = "search", "Search the knowledge base"
+        JOBS = "jobs", "Bulk jobs"
+        USAGE_READ = "usage:read", "Read usage"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    key_id = models.CharField(max_length=16, unique=True, help_text="Public part of the key.")
+    secret_hash = models.CharField(max_length=64, help_text="sha256 of the whole key.")
+    scopes = ArrayField(models.CharField(max_length=32, choices=Scope.choices), default=list)
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.tenant})"

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django_tenants.utils import get_public_schema_name
 
-from tenants.models import Domain, Invitation, Membership, Tenant, User
+from tenants.models import APIKey, Domain, Invitation, Membership, Tenant, User
 
 
 def tenant_for_hostname(hostname: str) -> Tenant:
@@ -68,3 +68,36 @@ def tenant_by_slug(*, slug: str) -> Tenant | None:
 
 def user_by_email(*, email: str) -> User | None:
     return User.objects.filter(email__iexact=email.strip()).first()
+
+
+def api_key_for_secret(raw: str) -> APIKey | None:
+    """The usable key `raw` is, or None: wrong, malformed, revoked, expired, or of a tenant that
+    is not active. Callers answer every None the same way (no hint which it was)."""
+    import hmac
+
+    from django.utils import timezone
+
+    from tenants.services.api_keys import PREFIX, api_key_hash
+
+    if not raw.startswith(PREFIX) or len(raw) > 200:
+        return None
+    key_id = raw[len(PREFIX) :].split("_", 1)[0]
+    key = APIKey.objects.select_related("tenant").filter(key_id=key_id).first()
+    if key is None or not hmac.compare_digest(key.secret_hash, api_key_hash(raw)):
+        return None
+    if key.revoked_at is not None or key.tenant.status != Tenant.Status.ACTIVE:
+        return None
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        return None
+    return key
+
+
+def api_keys_of(*, tenant: Tenant) -> QuerySet[APIKey]:
+    return APIKey.objects.filter(tenant=tenant).select_related("created_by")
+
+
+def api_key_in(*, tenant: Tenant, key_pk: int) -> APIKey:
+    key = APIKey.objects.filter(tenant=tenant, pk=key_pk).select_related("tenant").first()
+    if key is None:
+        raise Http404("No such key.")
+    return key

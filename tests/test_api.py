@@ -1,0 +1,198 @@
+"""The REST API foundation: tenant API keys, tenant resolution, scopes, problem+json errors,
+OpenAPI, and the knowledge-base endpoints (documents, search)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from retrieval.models import Document
+from saas.audit.models import AuditEvent
+from tenants.models import APIKey
+from tenants.services.api_keys import api_key_create, api_key_revoke
+from tests.conftest import host_of
+
+pytestmark = pytest.mark.django_db(databases=["default", "ledger"])
+
+ALL = list(APIKey.Scope.values)
+REFUNDS = b"# Refund policy\n\nAnnual plans can be refunded within 30 days of purchase.\n"
+
+
+@pytest.fixture(autouse=True)
+def _run_queued_tasks(django_capture_on_commit_callbacks):
+    """Uploads queue ingestion on commit; run it (Celery is eager in tests) after each one."""
+    global _capture
+    _capture = django_capture_on_commit_callbacks
+    yield
+    _capture = None
+
+
+_capture = None
+
+
+def key_for(tenant, scopes=ALL, **extra) -> str:
+    return api_key_create(tenant=tenant, name="CI", scopes=scopes, **extra)[1]
+
+
+def api(host: str, key: str | None = None) -> Client:
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+    return Client(HTTP_HOST=host, **headers)
+
+
+def upload(client: Client, name: str = "refunds.md", data: bytes = REFUNDS):
+    with _capture(execute=True):
+        return client.post("/api/v1/documents", {"file": SimpleUploadedFile(name, data)})
+
+
+def test_create_api_key_prints_the_key_once_alone_on_a_line_and_stores_only_a_hash(world, capsys):
+    call_command("create_api_key", "--tenant", "acme", "--name", "Zapier", "--scopes", "search")
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("atr_live_")
+    key = APIKey.objects.get(tenant=world.acme, name="Zapier")
+    assert key.scopes == ["search"] and line not in {key.secret_hash, key.key_id}
+    assert line.split("_")[-1] not in key.secret_hash
+    with schema_context("t_acme"):
+        assert AuditEvent.objects.filter(action="api_key.created", target="Zapier").exists()
+
+
+def test_every_bad_key_gets_the_same_generic_401(world, settings):
+    good = key_for(world.acme)
+    expired = key_for(world.acme)
+    APIKey.objects.filter(key_id=expired.split("_")[2]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    revoked = key_for(world.acme)
+    api_key_revoke(key=APIKey.objects.get(key_id=revoked.split("_")[2]))
+    wrong_secret = good[:-4] + "AAAA"
+    bodies = set()
+    for key in (None, "nonsense", "atr_live_", wrong_secret, expired, revoked, "x" * 5000):
+        response = api(settings.BASE_DOMAIN, key).get("/api/v1/documents")
+        assert (
+            response.status_code == 401 and response["Content-Type"] == "application/problem+json"
+        )
+        assert response["WWW-Authenticate"].startswith("Bearer")
+        bodies.add(response.content)
+    assert len(bodies) == 1 and b"Invalid or missing API key." in bodies.pop()
+    assert api(settings.BASE_DOMAIN, good).get("/api/v1/documents").status_code == 200
+
+
+def test_the_key_picks_the_tenant_and_a_tenant_host_refuses_other_tenants_keys(world, settings):
+    acme_key, globex_key = key_for(world.acme), key_for(world.globex)
+    assert upload(api(settings.BASE_DOMAIN, acme_key)).status_code == 201
+    globex_docs = api(settings.BASE_DOMAIN, globex_key).get("/api/v1/documents").json()
+    assert globex_docs["results"] == []  # acme's upload went to acme
+    assert api(host_of(world.acme), globex_key).get("/api/v1/documents").status_code == 401
+    spoofed = api(settings.BASE_DOMAIN, globex_key).get(
+        "/api/v1/documents", HTTP_X_FORWARDED_HOST=host_of(world.acme)
+    )
+    assert spoofed.json()["results"] == []
+    assert len(api(host_of(world.acme), acme_key).get("/api/v1/documents").json()["results"]) == 1
+
+
+def test_scopes_limit_what_a_key_may_do(world, settings):
+    reader = key_for(world.acme, scopes=["documents:read"])
+    response = upload(api(settings.BASE_DOMAIN, reader))
+    assert response.status_code == 403
+    assert "documents:write" in response.json()["detail"]
+    search = api(settings.BASE_DOMAIN, reader).post(
+        "/api/v1/search", {"query": "refunds"}, content_type="application/json"
+    )
+    assert search.status_code == 403
+
+
+def test_documents_upload_list_get_and_delete(world, settings):
+    client = api(settings.BASE_DOMAIN, key_for(world.acme))
+    created = upload(client).json()
+    assert created["status"] == "queued" and created["filename"] == "refunds.md"  # at the time
+    document = client.get(f"/api/v1/documents/{created['id']}").json()
+    assert document["status"] == "ready" and document["chunk_count"] >= 1
+    duplicate = upload(client, "copy.md")
+    assert duplicate.status_code == 400 and "already in the knowledge base" in str(
+        duplicate.json()["errors"]["file"]
+    )
+    assert client.delete(f"/api/v1/documents/{created['id']}").status_code == 204
+    assert client.get(f"/api/v1/documents/{created['id']}").status_code == 404
+    with schema_context("t_acme"):
+        deleted = AuditEvent.objects.get(action="document.deleted")
+        assert deleted.data == {"api_key": APIKey.objects.get(tenant=world.acme).key_id}
+
+
+def test_documents_are_listed_newest_first_with_a_cursor(world, settings):
+    client = api(settings.BASE_DOMAIN, key_for(world.acme))
+    for number in range(5):
+        upload(client, f"note-{number}.txt", f"Note {number} on refunds.".encode())
+    first = client.get("/api/v1/documents?limit=2").json()
+    assert [d["filename"] for d in first["results"]] == ["note-4.txt", "note-3.txt"]
+    second = client.get(first["next"]).json()
+    assert [d["filename"] for d in second["results"]] == ["note-2.txt", "note-1.txt"]
+
+
+def test_search_returns_cited_passages_of_the_keys_tenant_only(world, settings):
+    acme = api(settings.BASE_DOMAIN, key_for(world.acme))
+    globex = api(settings.BASE_DOMAIN, key_for(world.globex))
+    document_id = upload(acme).json()["id"]
+    body = {"query": "Can I get a refund on a yearly plan?", "k": 3}
+    hits = acme.post("/api/v1/search", body, content_type="application/json").json()["results"]
+    assert hits and hits[0]["document_id"] == document_id and hits[0]["title"] == "Refund policy"
+    assert globex.post("/api/v1/search", body, content_type="application/json").json() == {
+        "results": []
+    }
+    # acme's document id in globex's filter finds nothing (and does not widen the search)
+    scoped = {**body, "document_ids": [document_id]}
+    response = globex.post("/api/v1/search", scoped, content_type="application/json")
+    assert response.json() == {"results": []}
+
+
+def test_another_tenants_key_sees_no_acme_object(world, settings):
+    acme = api(settings.BASE_DOMAIN, key_for(world.acme))
+    globex = api(settings.BASE_DOMAIN, key_for(world.globex))
+    document_id = upload(acme).json()["id"]
+    assert globex.get(f"/api/v1/documents/{document_id}").status_code == 404
+    assert globex.delete(f"/api/v1/documents/{document_id}").status_code == 404
+    with schema_context("t_acme"):
+        assert Document.objects.filter(public_id=document_id).exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b'{"query": 42, "k": "many"}', "application/json"),
+        (b'{"query": "a\\u0000b"}', "application/json"),
+        (b"\xff\xfe\xfa", "application/json"),
+        (json.dumps({"query": "x", "tags": ["t"] * 1000}).encode(), "application/json"),
+        (b"[" * 5000 + b"]" * 5000, "application/json"),
+        (b"query=refunds", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_bad_input_gets_a_problem_never_a_500(world, settings, body, content_type):
+    client = api(settings.BASE_DOMAIN, key_for(world.acme))
+    response = client.post("/api/v1/search", body, content_type=content_type)
+    assert 400 <= response.status_code < 500
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == response.status_code
+
+
+def test_unknown_api_paths_answer_with_a_problem(world, settings):
+    response = api(settings.BASE_DOMAIN).get("/api/v1/nope")
+    assert response.status_code == 404 and response["Content-Type"] == "application/problem+json"
+
+
+def test_the_openapi_schema_and_docs_are_served_without_a_key(world, settings):
+    schema = api(settings.BASE_DOMAIN).get("/api/schema/?format=json")
+    assert schema.status_code == 200
+    spec = schema.json()
+    assert {"/api/v1/documents", "/api/v1/documents/{document_id}", "/api/v1/search"} <= set(
+        spec["paths"]
+    )
+    assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert "401" in spec["paths"]["/api/v1/search"]["post"]["responses"]
+    docs = api(settings.BASE_DOMAIN).get("/api/docs/")
+    assert docs.status_code == 200 and b"swagger-ui" in docs.content.lower()
