@@ -4,7 +4,7 @@ from django.urls import include, path
 
 from ai import views as ai_views
 from retrieval import views as kb_views
-from tenants import views
+from tenants import api_keys_views, views
 
 urlpatterns = [
     path("", views.DashboardView.as_view(), name="dashboard"),
@@ -37,6 +37,12 @@ urlpatterns = [
     ),
     path("ask/", kb_views.AskView.as_view(), name="ask"),
     path("settings/ai/", ai_views.AISettingsView.as_view(), name="ai_settings"),
+    path("settings/api-keys/", api_keys_views.APIKeysView.as_view(), name="api_keys"),
+    path(
+        "settings/api-keys/<int:key_pk>/revoke/",
+        api_keys_views.APIKeyRevokeView.as_view(),
+        name="api_key_revoke",
+    ),
     path(
         "settings/ai/keys/<slug:provider>/remove/",
         ai_views.ProviderKeyRemoveView.as_view(),

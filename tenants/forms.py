@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 
-from tenants.models import Role
+from tenants.models import APIKey, Role
 from tenants.services.provisioning import slug_check_available
 
 
@@ -70,3 +70,18 @@ class AcceptInvitationForm(forms.Form):
         except ValidationError as error:
             raise forms.ValidationError(error.messages) from None
         return password
+
+
+class APIKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=100, help_text="Where it is used, e.g. “Zapier” or “Support bot”."
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=APIKey.Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[APIKey.Scope.CHAT, APIKey.Scope.SEARCH],
+    )
+    expires_in_days = forms.IntegerField(
+        required=False, min_value=1, max_value=3650, label="Expires after (days)",
+        help_text="Leave empty for a key that does not expire.",
+    )  # fmt: skip

@@ -4,6 +4,7 @@ OpenAPI, and the knowledge-base endpoints (documents, search)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from django_tenants.utils import schema_context
 
 from retrieval.models import Document
 from saas.audit.models import AuditEvent
-from tenants.models import APIKey
+from tenants.models import APIKey, Membership, Role, User
 from tenants.services.api_keys import api_key_create, api_key_revoke
 from tests.conftest import host_of
 
@@ -196,3 +197,48 @@ def test_the_openapi_schema_and_docs_are_served_without_a_key(world, settings):
     assert "401" in spec["paths"]["/api/v1/search"]["post"]["responses"]
     docs = api(settings.BASE_DOMAIN).get("/api/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content.lower()
+
+
+# --- the API keys page -----------------------------------------------------------------------
+
+
+def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(world, alice_client, settings):
+    response = alice_client.post(
+        "/settings/api-keys/", {"name": "Zapier", "scopes": ["search", "documents:read"]}
+    )
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    raw = re.search(rb"atr_live_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", response.content).group().decode()
+    listed = alice_client.get("/settings/api-keys/").content.decode()
+    assert "Zapier" in listed and raw not in listed  # shown once, never again
+    assert api(settings.BASE_DOMAIN, raw).get("/api/v1/documents").status_code == 200
+    key = APIKey.objects.get(name="Zapier")
+    assert alice_client.post(f"/settings/api-keys/{key.pk}/revoke/").status_code == 302
+    assert api(settings.BASE_DOMAIN, raw).get("/api/v1/documents").status_code == 401
+    with schema_context("t_acme"):
+        assert AuditEvent.objects.filter(action="api_key.revoked", target="Zapier").exists()
+
+
+def test_the_keys_page_refuses_bad_input_members_and_other_tenants(
+    world, alice_client, bob_client, charlie_on_acme
+):
+    empty = alice_client.post("/settings/api-keys/", {"name": "", "scopes": []})
+    assert empty.status_code == 400 and not APIKey.objects.filter(tenant=world.acme).exists()
+    assert bob_client.get("/settings/api-keys/").status_code == 403  # members: not admins
+    assert charlie_on_acme.get("/settings/api-keys/").status_code == 404
+    globex_key = APIKey.objects.get(pk=api_key_create(
+        tenant=world.globex, name="G", scopes=["search"]
+    )[0].pk)  # fmt: skip
+    assert alice_client.post(f"/settings/api-keys/{globex_key.pk}/revoke/").status_code == 404
+    globex_key.refresh_from_db()
+    assert globex_key.revoked_at is None
+
+
+def test_a_key_survives_its_creator_leaving(world, alice_client, settings):
+    leaver = User.objects.create_user(email="leaver@acme.test", password="x-Password-123")
+    Membership.objects.create(user=leaver, tenant=world.acme, role=Role.ADMIN)
+    _key, raw = api_key_create(tenant=world.acme, name="Bot", scopes=["search"], acting_user=leaver)
+    leaver.delete()
+    response = api(settings.BASE_DOMAIN, raw).post(
+        "/api/v1/search", {"query": "refunds"}, content_type="application/json"
+    )
+    assert response.status_code == 200
