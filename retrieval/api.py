@@ -14,7 +14,6 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from retrieval.models import MAX_TAGS, TAG_MAX_CHARS, Document
 from retrieval.selectors import (
@@ -25,6 +24,7 @@ from retrieval.selectors import (
 )
 from retrieval.services import document_delete, document_upload
 from saas.api.schema import PROBLEM_RESPONSES
+from saas.api.views import TenantAPIView
 from tenants.models import APIKey
 
 READ, WRITE, SEARCH = (
@@ -87,7 +87,7 @@ class NewestFirst(CursorPagination):
     max_page_size = 200
 
 
-class DocumentsAPI(APIView):
+class DocumentsAPI(TenantAPIView):
     required_scopes = {"GET": READ, "POST": WRITE}
     parser_classes = [MultiPartParser]
 
@@ -115,7 +115,7 @@ class DocumentsAPI(APIView):
         return Response(DocumentSerializer(document).data, status=status.HTTP_201_CREATED)
 
 
-class DocumentAPI(APIView):
+class DocumentAPI(TenantAPIView):
     required_scopes = {"GET": READ, "DELETE": WRITE}
 
     @extend_schema(responses={200: DocumentSerializer, **PROBLEM_RESPONSES})
@@ -133,7 +133,7 @@ class DocumentAPI(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SearchAPI(APIView):
+class SearchAPI(TenantAPIView):
     required_scopes = {"POST": SEARCH}
 
     @extend_schema(

@@ -422,8 +422,18 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["saas.api.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "saas.api.errors.problem_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["saas.api.throttling.KeyAndTenantRateLimit"],
     "UNAUTHENTICATED_USER": None,
 }
+# API requests per minute, per key and per tenant (all its keys together), by plan tier.
+API_RATE_LIMITS = {
+    "free": {"key_per_minute": env_int("API_FREE_KEY_PER_MINUTE", 60, minimum=1),
+             "tenant_per_minute": env_int("API_FREE_TENANT_PER_MINUTE", 120, minimum=1)},
+    "standard": {"key_per_minute": env_int("API_STANDARD_KEY_PER_MINUTE", 600, minimum=1),
+                 "tenant_per_minute": env_int("API_STANDARD_TENANT_PER_MINUTE", 1200, minimum=1)},
+    "premium": {"key_per_minute": env_int("API_PREMIUM_KEY_PER_MINUTE", 3000, minimum=1),
+                "tenant_per_minute": env_int("API_PREMIUM_TENANT_PER_MINUTE", 6000, minimum=1)},
+}  # fmt: skip
 SPECTACULAR_SETTINGS = {
     "TITLE": "Atrium API",
     "VERSION": "1.0.0",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -242,3 +243,53 @@ def test_a_key_survives_its_creator_leaving(world, alice_client, settings):
         "/api/v1/search", {"query": "refunds"}, content_type="application/json"
     )
     assert response.status_code == 200
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+
+def test_every_response_carries_rate_limit_headers_and_the_limit_answers_429(world, settings):
+    settings.API_RATE_LIMITS = {
+        **settings.API_RATE_LIMITS, "free": {"key_per_minute": 3, "tenant_per_minute": 100}
+    }  # fmt: skip
+    client = api(settings.BASE_DOMAIN, key_for(world.acme))
+    remaining = []
+    for _ in range(3):
+        response = client.get("/api/v1/documents")
+        assert response.status_code == 200 and response["RateLimit-Limit"] == "3"
+        remaining.append(int(response["RateLimit-Remaining"]))
+    assert remaining == [2, 1, 0]
+    refused = client.get("/api/v1/documents")
+    assert refused.status_code == 429 and refused["Content-Type"] == "application/problem+json"
+    assert int(refused["Retry-After"]) >= 1 and refused["RateLimit-Remaining"] == "0"
+    # Another tenant's key has buckets of its own.
+    assert (
+        api(settings.BASE_DOMAIN, key_for(world.globex)).get("/api/v1/documents").status_code == 200
+    )
+
+
+def test_the_tenant_limit_covers_all_its_keys(world, settings):
+    settings.API_RATE_LIMITS = {
+        **settings.API_RATE_LIMITS, "free": {"key_per_minute": 100, "tenant_per_minute": 2}
+    }  # fmt: skip
+    first, second = key_for(world.acme), key_for(world.acme)
+    assert api(settings.BASE_DOMAIN, first).get("/api/v1/documents").status_code == 200
+    assert api(settings.BASE_DOMAIN, second).get("/api/v1/documents").status_code == 200
+    assert api(settings.BASE_DOMAIN, second).get("/api/v1/documents").status_code == 429
+
+
+def test_a_parallel_burst_of_50_against_a_limit_of_10_admits_at_most_10(world):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from saas.lib.ratelimit import Bucket, buckets_take
+
+    day = 86400.0  # refill too slow to matter during the test
+    key, tenant = f"test:{uuid.uuid4()}", f"test:{uuid.uuid4()}"
+    buckets = [Bucket(key, 10, day), Bucket(tenant, 1000, day)]
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        decisions = list(pool.map(lambda _: buckets_take(buckets), range(50)))
+    assert sum(d.admitted for d in decisions) == 10
+    refused = [d for d in decisions if not d.admitted]
+    assert all(d.retry_after_s >= 1 and d.remaining == 0 for d in refused)
+    # A refused request charged neither bucket: the tenant bucket lost only 10 tokens.
+    assert buckets_take([Bucket(tenant, 1000, day)]).remaining == 1000 - 10 - 1

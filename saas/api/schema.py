@@ -28,6 +28,7 @@ PROBLEM_RESPONSES = {
     401: _problem("Missing, malformed, wrong, expired or revoked API key (one answer for all)."),
     403: _problem("The key lacks the scope this request needs."),
     404: _problem("No such object for this tenant."),
+    429: _problem("Rate limit reached (per key or per tenant); see the Retry-After header."),
 }
 
 
