@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-BENCHMARKS = ["provisioning", "gateway", "embeddings"]
+BENCHMARKS = ["provisioning", "gateway", "embeddings", "vectors"]
 
 
 def main(argv: list[str]) -> int:
