@@ -23,7 +23,7 @@ from retrieval.selectors import (
     knowledge_search,
 )
 from retrieval.services import document_delete, document_upload
-from saas.api.schema import PROBLEM_RESPONSES
+from saas.api.schema import BODY_PROBLEM_RESPONSES, PROBLEM_RESPONSES
 from saas.api.views import TenantAPIView
 from tenants.models import APIKey
 
@@ -90,16 +90,21 @@ class NewestFirst(CursorPagination):
 class DocumentsAPI(TenantAPIView):
     required_scopes = {"GET": READ, "POST": WRITE}
     parser_classes = [MultiPartParser]
+    pagination_class = NewestFirst  # for the schema: the cursor parameters and the page body
 
-    @extend_schema(responses={200: DocumentSerializer(many=True), **PROBLEM_RESPONSES})
+    # Keyed (status, media type) like the problem responses: drf-spectacular takes the smallest
+    # key as the main response, and only then sees a list (cursor parameters, operationId).
+    @extend_schema(
+        responses={(200, "application/json"): DocumentSerializer(many=True), **PROBLEM_RESPONSES}
+    )
     def get(self, request: Request) -> Response:
-        paginator = NewestFirst()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(documents_for_api(tenant=request.tenant), request, self)
         return paginator.get_paginated_response(DocumentSerializer(page, many=True).data)
 
     @extend_schema(
         request={"multipart/form-data": UploadSerializer},
-        responses={201: DocumentSerializer, **PROBLEM_RESPONSES},
+        responses={201: DocumentSerializer, **BODY_PROBLEM_RESPONSES},
     )
     def post(self, request: Request) -> Response:
         form = UploadSerializer(data=request.data)
@@ -137,7 +142,7 @@ class SearchAPI(TenantAPIView):
     required_scopes = {"POST": SEARCH}
 
     @extend_schema(
-        request=SearchSerializer, responses={200: SearchResultSerializer, **PROBLEM_RESPONSES}
+        request=SearchSerializer, responses={200: SearchResultSerializer, **BODY_PROBLEM_RESPONSES}
     )
     def post(self, request: Request) -> Response:
         form = SearchSerializer(data=request.data)

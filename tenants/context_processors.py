@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 
+from tenants.models import User
 from tenants.selectors import membership_for, memberships_of
 from tenants.slugs import url_for_host
 
@@ -17,8 +18,8 @@ def tenancy(request: HttpRequest) -> dict[str, object]:
         "public_signup_url": url_for_host(settings.BASE_DOMAIN, "/accounts/signup/"),
     }
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
-        return context
+    if not isinstance(user, User) or not user.is_authenticated:
+        return context  # also an API key's client (saas.api), which is not a person
     context["my_memberships"] = list(memberships_of(user=user))
     if not is_public:
         context["current_membership"] = getattr(request, "membership", None) or membership_for(

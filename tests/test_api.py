@@ -293,3 +293,68 @@ def test_a_parallel_burst_of_50_against_a_limit_of_10_admits_at_most_10(world):
     assert all(d.retry_after_s >= 1 and d.remaining == 0 for d in refused)
     # A refused request charged neither bucket: the tenant bucket lost only 10 tokens.
     assert buckets_take([Bucket(tenant, 1000, day)]).remaining == 1000 - 10 - 1
+
+
+# --- found by Schemathesis (tests/test_api_fuzz.py) -------------------------------------------
+
+
+def test_it_documents_errors_as_problem_json_and_the_document_list_as_cursor_pages(world, settings):
+    spec = api(settings.BASE_DOMAIN).get("/api/schema/?format=json").json()
+    operations = [(path, op) for path, ops in spec["paths"].items() for op in ops.values()]
+    for path, operation in operations:
+        if not path.startswith("/api/v1/"):
+            continue
+        for status, response in operation["responses"].items():
+            if status >= "400":
+                assert list(response["content"]) == ["application/problem+json"], (path, status)
+    listing = spec["paths"]["/api/v1/documents"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"cursor", "limit"}
+    page = listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    page_schema = spec["components"]["schemas"][page.split("/")[-1]]
+    assert set(page_schema["properties"]) == {"next", "previous", "results"}  # not an array
+    for body_path in ("/api/v1/documents", "/api/v1/search"):
+        assert {"406", "413", "415"} <= set(spec["paths"][body_path]["post"]["responses"])
+
+
+def test_it_lists_nested_field_errors_under_one_path_each(world, settings):
+    client = api(settings.BASE_DOMAIN, key_for(world.acme))
+    body = {"query": "refunds", "tags": ["ok", None, 7.5, ["x"]]}
+    response = client.post("/api/v1/search", body, content_type="application/json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert set(errors) == {"tags.1", "tags.3"}  # 7.5 passes as "7.5"
+    assert all(isinstance(m, str) for messages in errors.values() for m in messages)
+
+
+def test_it_answers_unknown_api_paths_with_a_problem_for_any_method_and_path(world, settings):
+    browser_like = Client(HTTP_HOST=settings.BASE_DOMAIN, enforce_csrf_checks=True)
+    for method, path in [
+        ("delete", "/api/v1/documents/not-a-uuid"),  # was Django's HTML CSRF 403
+        ("get", "/api/v1/documents/a%0Ab"),  # a newline in the path: was the HTML 404 page
+    ]:
+        response = getattr(browser_like, method)(path)
+        assert response.status_code == 404, (method, path)
+        assert response["Content-Type"] == "application/problem+json"
+
+
+def test_it_answers_405_for_a_method_an_endpoint_lacks_and_head_like_get(world, settings):
+    client = api(settings.BASE_DOMAIN, key_for(world.acme))
+    put = client.put("/api/v1/documents")
+    assert put.status_code == 405 and put["Content-Type"] == "application/problem+json"
+    assert put["Allow"].startswith("GET, POST")
+    assert client.get("/api/v1/search").status_code == 405  # was 403 "lacks the scope"
+    assert client.head("/api/v1/documents").status_code == 200
+    search_only = api(settings.BASE_DOMAIN, key_for(world.acme, scopes=["search"]))
+    assert search_only.head("/api/v1/documents").status_code == 403
+
+
+def test_it_refuses_a_body_too_big_or_with_too_many_fields_with_a_problem_not_a_500(
+    world, settings
+):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    client = api(settings.BASE_DOMAIN, key_for(world.acme))
+    big = client.post("/api/v1/search", {"query": "a" * 2000}, content_type="application/json")
+    assert big.status_code == 413 and big["Content-Type"] == "application/problem+json"
+    fields = client.post("/api/v1/documents", {f"field{n}": "x" for n in range(10)})
+    assert fields.status_code == 400 and fields["Content-Type"] == "application/problem+json"

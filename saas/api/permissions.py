@@ -1,4 +1,5 @@
-"""Scopes: each API view names the scope each HTTP method needs (`required_scopes`)."""
+"""Scopes: each API view names the scope each HTTP method needs (`required_scopes`; HEAD
+needs GET's)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ class ScopeRequired(BasePermission):
         key = request.auth
         if not isinstance(key, APIKey):
             return False
-        needed = getattr(view, "required_scopes", {}).get(request.method)
+        method = "GET" if request.method == "HEAD" else request.method
+        needed = getattr(view, "required_scopes", {}).get(method)
         if needed is None:
-            return False  # a method the view did not declare a scope for: refuse
+            # A method the view has no handler for goes on to DRF's 405 (with Allow); one it
+            # handles without declaring a scope (e.g. DRF's OPTIONS) is refused.
+            return not hasattr(view, method.lower())
         if needed not in key.scopes:
             self.message = f"This API key needs the “{needed}” scope for this request."
             return False

@@ -6,6 +6,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from saas.api.errors import PROBLEM
+
 
 class ProblemSerializer(serializers.Serializer):
     type = serializers.CharField(default="about:blank")
@@ -15,7 +17,7 @@ class ProblemSerializer(serializers.Serializer):
     errors = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
-        help_text="For invalid input: the messages per field.",
+        help_text="For invalid input: the messages per field (`tags.3`: an item of a list).",
     )
 
 
@@ -23,12 +25,25 @@ def _problem(description: str) -> OpenApiResponse:
     return OpenApiResponse(ProblemSerializer, description=description)
 
 
+# Keyed (status, media type): errors are served as application/problem+json, not the
+# renderer's application/json.
 PROBLEM_RESPONSES = {
-    400: _problem("Invalid input (per-field `errors`)."),
-    401: _problem("Missing, malformed, wrong, expired or revoked API key (one answer for all)."),
-    403: _problem("The key lacks the scope this request needs."),
-    404: _problem("No such object for this tenant."),
-    429: _problem("Rate limit reached (per key or per tenant); see the Retry-After header."),
+    (400, PROBLEM): _problem("Invalid input (per-field `errors`)."),
+    (401, PROBLEM): _problem(
+        "Missing, malformed, wrong, expired or revoked API key (one answer for all)."
+    ),
+    (403, PROBLEM): _problem("The key lacks the scope this request needs."),
+    (404, PROBLEM): _problem("No such object for this tenant."),
+    (406, PROBLEM): _problem("The Accept header excludes JSON."),
+    (429, PROBLEM): _problem(
+        "Rate limit reached (per key or per tenant); see the Retry-After header."
+    ),
+}
+# Operations that read a request body.
+BODY_PROBLEM_RESPONSES = {
+    **PROBLEM_RESPONSES,
+    (413, PROBLEM): _problem("The request body is too large."),
+    (415, PROBLEM): _problem("The body is not in the documented media type."),
 }
 
 

@@ -17,5 +17,5 @@ urlpatterns = [
     path("v1/", include(v1)),
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
-    re_path(r"^.*$", not_found),
+    re_path(r"^", not_found),  # any path, also one with a newline (which `.*` does not match)
 ]
