@@ -99,6 +99,7 @@ class BehindWriter:
             thread.join(timeout)
         with self.cond:
             unwritten, self.pending = self.pending, []
+            metrics.USAGE_PENDING.dec(len(unwritten))
             if thread is not None and thread.is_alive():  # still retrying: log its batch too
                 unwritten = self.in_flight + unwritten
             self.settled += len(unwritten)
