@@ -178,24 +178,25 @@ def _embed(tenant: Tenant, document: Document, texts: list[str]) -> list:
     same text and model (a re-upload, a repeated boilerplate paragraph), the rest embedded
     through the gateway in batches. A batch's request id is derived from its texts, so a
     retried ingestion meters each batch once."""
+    hashes = {text: text_hash(text) for text in texts}  # one per distinct text
     known = dict(
         Chunk.objects.filter(
-            text_hash__in={text_hash(t) for t in texts}, embedding_model=EMBEDDING_MODEL
+            text_hash__in=hashes.values(), embedding_model=EMBEDDING_MODEL
         ).values_list("text_hash", "embedding")
     )
-    missing = list(dict.fromkeys(t for t in texts if text_hash(t) not in known))
+    missing = [text for text, digest in hashes.items() if digest not in known]
     batches = [
         missing[start : start + EMBED_BATCH] for start in range(0, len(missing), EMBED_BATCH)
     ]
     for number, batch in enumerate(batches):
-        batch_id = hashlib.sha256("".join(text_hash(t) for t in batch).encode()).hexdigest()
+        batch_id = hashlib.sha256("".join(hashes[t] for t in batch).encode()).hexdigest()
         caller = Caller(tenant, "embed", f"ingest:{document.public_id}:{batch_id[:32]}")
         result = embed_sync(caller=caller, texts=batch, model=EMBEDDING_MODEL)
         if result.model != EMBEDDING_MODEL:  # a fallback model's vectors do not belong here
             raise GatewayError(f"The embedding model {EMBEDDING_MODEL} is not available.")
-        known.update(zip((text_hash(t) for t in batch), result.vectors, strict=True))
+        known.update(zip((hashes[t] for t in batch), result.vectors, strict=True))
         _set_progress(tenant, document.pk, 30 + int(60 * (number + 1) / len(batches)))
-    return [known[text_hash(t)] for t in texts]
+    return [known[hashes[t]] for t in texts]
 
 
 def document_mark_failed(tenant: Tenant, document_id: int, reason: str) -> None:
@@ -244,12 +245,10 @@ def tags_parse(raw: str) -> list[str]:
 
 def document_tag(*, tenant: Tenant, user: User, document: Document, tags: list[str]) -> None:
     """Replace the document's tags (any member may tag; search can be limited to tags)."""
-    if membership_for(tenant=tenant, user=user) is None:
-        raise PermissionDenied
+    _authorise(tenant, user, None)
     with tenant_context(tenant):
         Document.objects.filter(pk=document.pk).update(tags=tags)
     document.tags = tags
-    audit_record(
-        tenant=tenant, action="document.tagged", actor=user,
-        target=f"{document.title}: {', '.join(tags) or '(none)'}",
-    )  # fmt: skip
+    _audit(
+        tenant, "document.tagged", user, None, f"{document.title}: {', '.join(tags) or '(none)'}"
+    )

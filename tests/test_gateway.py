@@ -185,7 +185,7 @@ def test_it_serves_a_stale_cached_answer_when_every_provider_is_down(world, sim,
     settings.AI_SEMANTIC_FEATURES = set()  # only the exact and stale caches here
     first = ask(world.acme)
     from ai.gateway.cache import PREFIX
-    from ai.gateway.redis import sync_client
+    from saas.lib.redis import sync_client
 
     for key in sync_client().scan_iter(f"{PREFIX}t_acme:[^s]*"):
         sync_client().delete(key)  # the fresh entry expired; the stale copy remains

@@ -13,7 +13,7 @@ import time
 
 from django.conf import settings
 
-from ai.gateway.redis import async_client
+from saas.lib.redis import async_client
 
 PREFIX = "atrium:ai:breaker:"
 PROBE_TTL_S = 30

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from ai.gateway.redis import async_client
+from saas.lib.redis import async_client
 
 PREFIX = "atrium:ai:cache:"
 

@@ -23,7 +23,7 @@ from ai.catalog.models import (
     Route,
     TenantAIPolicy,
 )
-from ai.gateway.redis import sync_client
+from saas.lib.redis import sync_client
 
 VERSION_KEY = "atrium:ai:config-version"
 CHECK_INTERVAL = 1.0

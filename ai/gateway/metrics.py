@@ -3,7 +3,7 @@ no tenant label, since the number of tenants is not bounded."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from ai.gateway.redis import sync_client
+from saas.lib.redis import sync_client
 
 CALLS = Counter(
     "atrium_ai_calls_total", "Gateway calls.", ["feature", "provider", "model", "outcome", "cache"]

@@ -9,9 +9,9 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-import redis
-from django.conf import settings
 from redis.commands.core import Script
+
+from saas.lib.redis import sync_client
 
 PREFIX = "atrium:ratelimit:"
 
@@ -72,13 +72,8 @@ class Decision:
 
 
 @cache
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
-@cache
 def _script() -> Script:
-    return _client().register_script(_TAKE)
+    return sync_client().register_script(_TAKE)
 
 
 def buckets_take(buckets: list[Bucket], cost: int = 1) -> Decision:

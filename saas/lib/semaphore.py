@@ -14,12 +14,13 @@ import os
 import socket
 import threading
 import uuid
-from functools import cache, cached_property
+from functools import cached_property
 from types import TracebackType
 
 import redis
-from django.conf import settings
 from redis.commands.core import Script
+
+from saas.lib.redis import sync_client
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,6 @@ redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
 )
 
 
-@cache
-def _default_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
 class Semaphore:
     """The semaphores named `name`, one per key. `lease_s`: how long a lease outlives a holder
     that stopped renewing it (a killed process)."""
@@ -75,7 +71,7 @@ class Semaphore:
 
     @cached_property
     def client(self) -> redis.Redis:
-        return self._client or _default_client()
+        return self._client or sync_client()
 
     # Scripts are sent by SHA and reloaded if the server lost them (restart, SCRIPT FLUSH).
     @cached_property

@@ -1,5 +1,5 @@
-"""Redis clients for the gateway: one sync client per process, one async client per event loop
-(redis.asyncio connections belong to the loop that opened them)."""
+"""The project's Redis clients (REDIS_URL): one sync client per process, one async client per
+event loop (redis.asyncio connections belong to the loop that opened them)."""
 
 from __future__ import annotations
 
