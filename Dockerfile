@@ -12,7 +12,8 @@ COPY . .
 RUN SECRET_KEY=build-only-build-only-build-only-1234 DATABASE_URL=postgres://x@localhost/x \
     REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
 
-RUN useradd --create-home atrium
+# /media: uploaded files on local disk (a named volume takes this folder's owner).
+RUN useradd --create-home atrium && mkdir -p /media && chown atrium /media
 USER atrium
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "saas.asgi:application"]

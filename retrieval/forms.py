@@ -37,3 +37,11 @@ class TagsForm(forms.Form):
         label="Tags", max_length=1000, required=False, strip=True,
         help_text="Comma-separated, e.g. policies, hr. Search can be limited to a tag.",
     )  # fmt: skip
+
+
+class EmbeddingModelForm(forms.Form):
+    model = forms.ChoiceField(label="Embedding model")
+
+    def __init__(self, *args: object, models: list[str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [(key, key) for key in models]

@@ -11,9 +11,10 @@ from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import connection, models
 from pgvector.django import HnswIndex, VectorField
 
-# The knowledge base's embedding model (catalog key) and its vector size. Always asked for by
-# name: vectors of two models in one index would make every search quietly wrong.
-EMBEDDING_MODEL = "local-minilm"
+# A new knowledge base's embedding model (catalog key), and the vector size of the index: the
+# width of the chunks' vector column, so every model a tenant switches to must give vectors of
+# this size (natively, or shortened on request as OpenAI's text-embedding-3 models do).
+DEFAULT_EMBEDDING_MODEL = "local-minilm"
 EMBEDDING_DIMENSIONS = 384  # all-MiniLM-L6-v2
 TAG_MAX_CHARS = 40
 MAX_TAGS = 20
@@ -22,6 +23,36 @@ MAX_TAGS = 20
 def document_upload_path(document: Document, filename: str) -> str:
     # Per-tenant prefix: one tenant's files never share a folder with another's.
     return f"tenants/{connection.schema_name}/documents/{document.public_id}/{filename}"
+
+
+class KnowledgeBase(models.Model):
+    """The tenant's one knowledge base (row pk=1): the model its index is embedded with, and a
+    model switch in progress. While `next_embedding_model` is set, chunks are embedded with
+    both; searches keep using `embedding_model` until every ready document has vectors of the
+    next one, then it takes over in one transaction."""
+
+    SINGLETON_PK = 1
+
+    embedding_model = models.CharField(max_length=80, default=DEFAULT_EMBEDDING_MODEL)
+    next_embedding_model = models.CharField(max_length=80, blank=True)
+    switch_started_at = models.DateTimeField(null=True, blank=True)
+    switch_started_by = models.CharField(max_length=254, blank=True)
+    switch_documents_total = models.PositiveIntegerField(default=0)
+    switch_documents_done = models.PositiveIntegerField(default=0)
+    switch_error = models.CharField(
+        max_length=300, blank=True, help_text="Why the last switch stopped, for the admins."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"knowledge base ({self.embedding_model})"
+
+    @property
+    def index_models(self) -> list[str]:
+        """The models new chunks are embedded with: the serving one, and the next one."""
+        return [self.embedding_model] + (
+            [self.next_embedding_model] if self.next_embedding_model else []
+        )
 
 
 class Document(models.Model):
@@ -84,7 +115,10 @@ class Chunk(models.Model):
     class Meta:
         ordering = ["document", "index"]
         constraints = [
-            models.UniqueConstraint(fields=["document", "index"], name="chunk_position_unique")
+            # One row per position and model: during a model switch a chunk has two.
+            models.UniqueConstraint(
+                fields=["document", "index", "embedding_model"], name="chunk_position_unique"
+            )
         ]
         indexes = [
             HnswIndex(

@@ -15,7 +15,7 @@ from django_tenants.utils import tenant_context
 from pgvector.django import CosineDistance
 
 from ai.gateway import Caller, embed_sync
-from retrieval.models import EMBEDDING_MODEL, Chunk, Document
+from retrieval.models import EMBEDDING_DIMENSIONS, Chunk, Document, KnowledgeBase
 from tenants.models import Tenant
 
 RRF_K = 60  # the usual Reciprocal Rank Fusion constant
@@ -60,8 +60,45 @@ def documents_for_api(*, tenant: Tenant) -> QuerySet[Document]:
 
 
 def document_chunks(*, tenant: Tenant, document: Document) -> list[Chunk]:
+    """The chunks search uses (during a model switch, not the copies for the next model)."""
     with tenant_context(tenant):
-        return list(document.chunks.defer("embedding").order_by("index"))
+        serving = knowledge_base_of(tenant=tenant).embedding_model
+        chunks = document.chunks.filter(embedding_model=serving)
+        return list(chunks.defer("embedding").order_by("index"))
+
+
+def knowledge_base_of(*, tenant: Tenant) -> KnowledgeBase:
+    """The tenant's knowledge base settings (created with the defaults on first use)."""
+    with tenant_context(tenant):
+        knowledge_base, _ = KnowledgeBase.objects.get_or_create(pk=KnowledgeBase.SINGLETON_PK)
+        return knowledge_base
+
+
+def embedding_models_for(*, tenant: Tenant) -> list[str]:
+    """The embedding models the tenant may index its knowledge base with: the ones it may use
+    that give vectors of the index's size (natively, or shortened on request by providers
+    whose API takes `dimensions`)."""
+    from ai.gateway.config import config_snapshot
+    from ai.gateway.routing import tenant_credentials, usable_models
+
+    snapshot = config_snapshot()
+    models = usable_models(
+        snapshot=snapshot, tenant=tenant, kind="embedding",
+        byok=tenant_credentials(tenant, snapshot.generation),
+    )  # fmt: skip
+    return [
+        model.key
+        for model in models
+        if model.dimensions == EMBEDDING_DIMENSIONS
+        or (
+            model.provider in SHORTENING_PROVIDERS
+            and (model.dimensions or 0) > EMBEDDING_DIMENSIONS
+        )
+    ]
+
+
+# Providers whose embeddings API shortens vectors to a requested size (OpenAI's `dimensions`).
+SHORTENING_PROVIDERS = frozenset({"openai", "openai_compatible"})
 
 
 @dataclass
@@ -97,17 +134,20 @@ def knowledge_search(
     query = query.strip()
     if not query:
         return []
+    serving = knowledge_base_of(tenant=tenant).embedding_model
     vector = embed_sync(
         caller=Caller(
             tenant, "embed", f"search:{uuid.uuid4().hex}", user_id=user_id, api_key_id=api_key_id
         ),
         texts=[query],
-        model=EMBEDDING_MODEL,
+        model=serving,
+        dimensions=EMBEDDING_DIMENSIONS,
+        pinned=True,
     ).vectors[0]
     limit = k * CANDIDATES_PER_RESULT
     with tenant_context(tenant), transaction.atomic():
         chunks = Chunk.objects.filter(
-            document__status=Document.Status.READY, embedding_model=EMBEDDING_MODEL
+            document__status=Document.Status.READY, embedding_model=serving
         )
         if document_ids:
             chunks = chunks.filter(document_id__in=document_ids)

@@ -9,14 +9,23 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django_tenants.utils import tenant_context
 
 from ai.gateway import Caller, GatewayError, embed_sync
 from ai.gateway.routing import tier_of
 from retrieval.events import document_changed
-from retrieval.models import EMBEDDING_MODEL, MAX_TAGS, TAG_MAX_CHARS, Chunk, Document
+from retrieval.models import (
+    EMBEDDING_DIMENSIONS,
+    MAX_TAGS,
+    TAG_MAX_CHARS,
+    Chunk,
+    Document,
+    KnowledgeBase,
+)
+from retrieval.selectors import knowledge_base_of
 from saas.audit.services import audit_record
+from saas.lib.tasks import enqueue_for
 from tenants.models import APIKey, Tenant, User
 from tenants.selectors import membership_for
 
@@ -30,7 +39,7 @@ def _limits(tenant: Tenant) -> dict[str, int]:
     return settings.RETRIEVAL_LIMITS[tier_of(tenant)]
 
 
-def _authorise(
+def authorise_write(
     tenant: Tenant, user: User | None, api_key: APIKey | None, *, admin: bool = False
 ) -> str:
     """Who is writing (for the record): a member (an admin if `admin`) or a key of this tenant
@@ -47,7 +56,9 @@ def _authorise(
     return user.email
 
 
-def _audit(tenant: Tenant, action: str, user: User | None, api_key: APIKey | None, target: str):
+def audit_write(
+    tenant: Tenant, action: str, user: User | None, api_key: APIKey | None, target: str
+):
     data = {"api_key": api_key.key_id} if api_key else None
     audit_record(tenant=tenant, action=action, actor=user, target=target, data=data)
 
@@ -67,7 +78,7 @@ def document_upload(
     from retrieval.extract import UnsupportedDocument, detect_type, sanitise_filename
     from retrieval.tasks import document_ingest_task
 
-    uploaded_by = _authorise(tenant, user, api_key)
+    uploaded_by = authorise_write(tenant, user, api_key)
     name = sanitise_filename(filename)
     limits = _limits(tenant)
     if not data:
@@ -96,13 +107,20 @@ def document_upload(
                 content_hash=content_hash, size_bytes=len(data), uploaded_by_email=uploaded_by,
             )  # fmt: skip
             document.file.save(name, ContentFile(data), save=False)
-            document.save()
+            try:
+                with transaction.atomic():
+                    document.save()
+            except IntegrityError:  # the same file uploaded twice at once: the other won
+                document.file.storage.delete(document.file.name)
+                raise ValidationError(f"{name} is already in the knowledge base.") from None
             transaction.on_commit(
                 lambda: document_changed(tenant, document.pk, status="queued", progress=0)
             )
             if enqueue:
-                transaction.on_commit(lambda: document_ingest_task.delay(document_id=document.pk))
-    _audit(tenant, "document.uploaded", user, api_key, name)
+                transaction.on_commit(
+                    lambda: enqueue_for(tenant, document_ingest_task, document_id=document.pk)
+                )
+    audit_write(tenant, "document.uploaded", user, api_key, name)
     return document
 
 
@@ -117,7 +135,6 @@ def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
     Returns None if the document is gone."""
     from retrieval.chunking import chunk
     from retrieval.extract import UnsupportedDocument, extract
-    from retrieval.injection import injection_flags
 
     with tenant_context(tenant):
         document = Document.objects.filter(pk=document_id).first()
@@ -140,62 +157,96 @@ def document_ingest(*, tenant: Tenant, document_id: int) -> Document | None:
             if not chunks:
                 raise UnsupportedDocument("No text was found in this document.")
             _set_progress(tenant, document_id, 30)
-            vectors = _embed(tenant, document, [c.text for c in chunks])
+            return _store(tenant, document, chunks, extracted)
         except (UnsupportedDocument, GatewayError, OSError) as error:
             return document_mark_failed(tenant, document_id, str(error))
-        rows = []
-        findings: set[str] = set()
-        for piece, vector in zip(chunks, vectors, strict=True):
-            flags = injection_flags(piece.text)
-            findings.update(flags)
-            rows.append(
+
+
+# An index model switch that starts or ends while a document is embedded makes its write
+# embed once more for the new set of models; more rounds than this means someone is flipping
+# the model back and forth, and the document fails with a reason to retry.
+STORE_ROUNDS = 3
+
+
+def _store(tenant: Tenant, document: Document, chunks: list, extracted) -> Document:
+    """Embed the chunks with every model of the index (the serving one and, during a switch,
+    the next one) and replace the document's chunks with them. The write holds the knowledge
+    base's row lock, so it cannot interleave with a switch: the chunks stored are always for
+    the models of the index at that moment."""
+    from retrieval.injection import injection_flags
+
+    texts = [c.text for c in chunks]
+    vectors: dict[str, list] = {}
+    flags = [injection_flags(piece.text) for piece in chunks]
+    for _ in range(STORE_ROUNDS):
+        for model in knowledge_base_of(tenant=tenant).index_models:
+            if model not in vectors:
+                vectors[model] = embed_texts(tenant, document, texts, model)
+        with transaction.atomic():
+            models = (
+                KnowledgeBase.objects.select_for_update()
+                .get(pk=KnowledgeBase.SINGLETON_PK)
+                .index_models
+            )
+            if not set(models) <= vectors.keys():
+                continue  # the index changed while embedding: embed for the new model too
+            rows = [
                 Chunk(
-                    document_id=document_id, index=piece.index, text=piece.text,
+                    document_id=document.pk, index=piece.index, text=piece.text,
                     token_count=piece.token_count, page=piece.page,
                     heading_path=list(piece.heading_path), start=piece.start, end=piece.end,
-                    flags=flags, text_hash=text_hash(piece.text), embedding=vector,
-                    embedding_model=EMBEDDING_MODEL, embedding_dimensions=len(vector),
+                    flags=piece_flags, text_hash=text_hash(piece.text), embedding=vector,
+                    embedding_model=model, embedding_dimensions=len(vector),
                 )
-            )  # fmt: skip
-        with transaction.atomic():
-            Chunk.objects.filter(document_id=document_id).delete()
+                for model in models
+                for piece, piece_flags, vector in zip(chunks, flags, vectors[model], strict=True)
+            ]  # fmt: skip
+            Chunk.objects.filter(document_id=document.pk).delete()
             Chunk.objects.bulk_create(rows, batch_size=500)
-            Document.objects.filter(pk=document_id).update(
-                status=Document.Status.READY, progress=100, chunk_count=len(rows),
-                title=extracted.title[:300] or document.title, flags=sorted(findings),
-                embedding_model=EMBEDDING_MODEL, warnings=list(extracted.warnings),
+            Document.objects.filter(pk=document.pk).update(
+                status=Document.Status.READY, progress=100, chunk_count=len(chunks),
+                title=extracted.title[:300] or document.title,
+                flags=sorted({flag for piece_flags in flags for flag in piece_flags}),
+                embedding_model=models[0], warnings=list(extracted.warnings),
             )  # fmt: skip
-        document_changed(tenant, document_id, status=Document.Status.READY, progress=100)
-        return Document.objects.get(pk=document_id)
+        document_changed(tenant, document.pk, status=Document.Status.READY, progress=100)
+        return Document.objects.get(pk=document.pk)
+    raise GatewayError("The knowledge base's embedding model changed while indexing. Retry.")
 
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _embed(tenant: Tenant, document: Document, texts: list[str]) -> list:
-    """Vectors for `texts` (in `tenant`'s schema): reused from the tenant's chunks with the
-    same text and model (a re-upload, a repeated boilerplate paragraph), the rest embedded
-    through the gateway in batches. A batch's request id is derived from its texts, so a
-    retried ingestion meters each batch once."""
+def embed_texts(
+    tenant: Tenant, document: Document, texts: list[str], model: str, *, progress: bool = True
+) -> list:
+    """Vectors of `model` for `texts` (in `tenant`'s schema): reused from the tenant's chunks
+    with the same text and model (a re-upload, a repeated boilerplate paragraph), the rest
+    embedded through the gateway in batches. A batch's request id is derived from its texts
+    and model, so a retried ingestion meters each batch once."""
     hashes = {text: text_hash(text) for text in texts}  # one per distinct text
     known = dict(
-        Chunk.objects.filter(
-            text_hash__in=hashes.values(), embedding_model=EMBEDDING_MODEL
-        ).values_list("text_hash", "embedding")
+        Chunk.objects.filter(text_hash__in=hashes.values(), embedding_model=model).values_list(
+            "text_hash", "embedding"
+        )
     )
     missing = [text for text, digest in hashes.items() if digest not in known]
     batches = [
         missing[start : start + EMBED_BATCH] for start in range(0, len(missing), EMBED_BATCH)
     ]
     for number, batch in enumerate(batches):
-        batch_id = hashlib.sha256("".join(hashes[t] for t in batch).encode()).hexdigest()
+        batch_id = hashlib.sha256(
+            "".join([model, *(hashes[t] for t in batch)]).encode()
+        ).hexdigest()
         caller = Caller(tenant, "embed", f"ingest:{document.public_id}:{batch_id[:32]}")
-        result = embed_sync(caller=caller, texts=batch, model=EMBEDDING_MODEL)
-        if result.model != EMBEDDING_MODEL:  # a fallback model's vectors do not belong here
-            raise GatewayError(f"The embedding model {EMBEDDING_MODEL} is not available.")
+        # Pinned: vectors of any other model (a fallback) would not belong in this index.
+        result = embed_sync(
+            caller=caller, texts=batch, model=model, dimensions=EMBEDDING_DIMENSIONS, pinned=True
+        )
         known.update(zip((hashes[t] for t in batch), result.vectors, strict=True))
-        _set_progress(tenant, document.pk, 30 + int(60 * (number + 1) / len(batches)))
+        if progress:
+            _set_progress(tenant, document.pk, 30 + int(60 * (number + 1) / len(batches)))
     return [known[hashes[t]] for t in texts]
 
 
@@ -218,7 +269,7 @@ def document_delete(
     from ai.gateway.cache import cache_clear_tenant
     from ai.gateway.semantic import semantic_forget
 
-    _authorise(tenant, user, api_key, admin=True)
+    authorise_write(tenant, user, api_key, admin=True)
     with tenant_context(tenant):
         title, document_id = document.title, document.pk
         storage, path = document.file.storage, document.file.name
@@ -228,7 +279,7 @@ def document_delete(
     semantic_forget(tenant)
     async_to_sync(cache_clear_tenant)(tenant.schema_name)
     transaction.on_commit(lambda: document_changed(tenant, document_id, status="deleted"))
-    _audit(tenant, "document.deleted", user, api_key, title)
+    audit_write(tenant, "document.deleted", user, api_key, title)
 
 
 def tags_parse(raw: str) -> list[str]:
@@ -245,10 +296,10 @@ def tags_parse(raw: str) -> list[str]:
 
 def document_tag(*, tenant: Tenant, user: User, document: Document, tags: list[str]) -> None:
     """Replace the document's tags (any member may tag; search can be limited to tags)."""
-    _authorise(tenant, user, None)
+    authorise_write(tenant, user, None)
     with tenant_context(tenant):
         Document.objects.filter(pk=document.pk).update(tags=tags)
     document.tags = tags
-    _audit(
+    audit_write(
         tenant, "document.tagged", user, None, f"{document.title}: {', '.join(tags) or '(none)'}"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 
 import redis
 from celery import Task, shared_task
@@ -11,6 +12,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection
 
+from ai.gateway import AllProvidersFailed, GatewayError
+from retrieval.selectors import knowledge_base_of
 from retrieval.services import document_ingest, document_mark_failed
 from saas.lib.semaphore import Semaphore
 from tenants.models import Tenant
@@ -41,27 +44,7 @@ def document_ingest_task(self: Task, *, document_id: int) -> None:
     """Ingest one document, at most RETRIEVAL_TENANT_CONCURRENCY at a time per tenant, so one
     tenant's backlog never holds every worker while another tenant's upload waits behind it."""
     tenant = connection.tenant
-    if self.request.is_eager:  # run inline by the caller: there is no queue to be fair in
-        _ingest(tenant, document_id)
-        return
-    try:
-        lease = ingestion_slots().acquire(
-            tenant.schema_name, limit=settings.RETRIEVAL_TENANT_CONCURRENCY
-        )
-    except redis.RedisError as error:
-        # Ingesting uncapped beats leaving the document queued until Redis is back.
-        logger.warning("ingestion slots unavailable, ingesting uncapped: %s", error)
-        _ingest(tenant, document_id)
-        return
-    if lease is None:
-        # Back to the tail of the queue, behind the other tenants' tasks; same id and retry
-        # count (waiting for a slot is not a failure). The countdown keeps a tenant alone at
-        # its cap from spinning through its own backlog.
-        countdown = random.uniform(*REQUEUE_DELAY_S)  # noqa: S311 (jitter, not a secret)
-        self.signature_from_request(countdown=countdown).apply_async()
-        return
-    with lease:  # kept alive while ingesting, released at the end (whatever happens)
-        _ingest(tenant, document_id)
+    _in_tenant_slot(self, tenant, lambda: _ingest(tenant, document_id))
 
 
 def _ingest(tenant: Tenant, document_id: int) -> None:
@@ -73,3 +56,68 @@ def _ingest(tenant: Tenant, document_id: int) -> None:
             f"Indexing took longer than {SOFT_TIME_LIMIT_S // 60} minutes and was stopped. "
             "Split the document into smaller files and upload them again.",
         )  # fmt: skip
+
+
+# A re-embedding task works this long, then queues its continuation: a big knowledge base is
+# re-embedded in many short tasks that share the tenant's ingestion slots with its uploads.
+REEMBED_STEP_S = 60
+REEMBED_RETRY_DELAYS_S = (10, 30, 60, 120, 300)
+
+
+@shared_task(bind=True, max_retries=len(REEMBED_RETRY_DELAYS_S), soft_time_limit=SOFT_TIME_LIMIT_S)
+def knowledge_base_reembed_task(self: Task) -> None:
+    """Re-embed the tenant's knowledge base with the next model, then switch (retrieval.reindex)."""
+    tenant = connection.tenant
+    _in_tenant_slot(self, tenant, lambda: _reembed(self, tenant))
+
+
+def _reembed(task: Task, tenant: Tenant) -> None:
+    from retrieval.reindex import embedding_switch_abandon, reembed_step
+
+    model = knowledge_base_of(tenant=tenant).next_embedding_model
+    try:
+        done = reembed_step(tenant=tenant, budget_s=REEMBED_STEP_S)
+    except AllProvidersFailed as error:  # the provider is down: try again later
+        if task.request.retries >= task.max_retries:
+            embedding_switch_abandon(tenant=tenant, model=model, reason=error.message)
+            return
+        raise task.retry(countdown=REEMBED_RETRY_DELAYS_S[task.request.retries]) from None
+    except GatewayError as error:  # refused: retrying would not help
+        embedding_switch_abandon(tenant=tenant, model=model, reason=error.message)
+        return
+    if not done:
+        task.signature_from_request().apply_async()
+
+
+@shared_task
+def index_prune_task() -> None:
+    """Remove vectors of embedding models the tenant's index no longer uses."""
+    from retrieval.reindex import index_prune
+
+    index_prune(tenant=connection.tenant)
+
+
+def _in_tenant_slot(task: Task, tenant: Tenant, work: Callable[[], None]) -> None:
+    """Run `work` in one of the tenant's ingestion slots, or requeue the task behind other
+    tenants' tasks when the tenant is at its cap."""
+    if task.request.is_eager:  # run inline by the caller: there is no queue to be fair in
+        work()
+        return
+    try:
+        lease = ingestion_slots().acquire(
+            tenant.schema_name, limit=settings.RETRIEVAL_TENANT_CONCURRENCY
+        )
+    except redis.RedisError as error:
+        # Working uncapped beats leaving the documents queued until Redis is back.
+        logger.warning("ingestion slots unavailable, working uncapped: %s", error)
+        work()
+        return
+    if lease is None:
+        # Back to the tail of the queue, behind the other tenants' tasks; same id and retry
+        # count (waiting for a slot is not a failure). The countdown keeps a tenant alone at
+        # its cap from spinning through its own backlog.
+        countdown = random.uniform(*REQUEUE_DELAY_S)  # noqa: S311 (jitter, not a secret)
+        task.signature_from_request(countdown=countdown).apply_async()
+        return
+    with lease:  # kept alive while working, released at the end (whatever happens)
+        work()

@@ -10,11 +10,19 @@ from django.views import View
 
 from ai.gateway import GatewayError
 from retrieval.answering import knowledge_answer
-from retrieval.forms import AskForm, TagsForm, UploadForm
+from retrieval.forms import AskForm, EmbeddingModelForm, TagsForm, UploadForm
 from retrieval.models import Document
-from retrieval.selectors import document_chunks, document_for, documents_page, tags_of
+from retrieval.reindex import embedding_switch_cancel, embedding_switch_start
+from retrieval.selectors import (
+    document_chunks,
+    document_for,
+    documents_page,
+    embedding_models_for,
+    knowledge_base_of,
+    tags_of,
+)
 from retrieval.services import document_delete, document_tag, document_upload, tags_parse
-from saas.lib.views import TenantMemberRequiredMixin
+from saas.lib.views import TenantAdminRequiredMixin, TenantMemberRequiredMixin
 
 MAX_FILES_PER_UPLOAD = 20
 
@@ -49,7 +57,47 @@ class DocumentsView(TenantMemberRequiredMixin, View):
 
     def _context(self, request: HttpRequest) -> dict[str, object]:
         page = documents_page(tenant=request.tenant, page=request.GET.get("page"))
-        return {"documents": page.object_list, "page": page, "form": UploadForm()}
+        knowledge_base = knowledge_base_of(tenant=request.tenant)
+        context = {
+            "documents": page.object_list, "page": page, "form": UploadForm(),
+            "knowledge_base": knowledge_base,
+        }  # fmt: skip
+        if request.membership.is_admin and not knowledge_base.next_embedding_model:
+            models = [
+                key
+                for key in embedding_models_for(tenant=request.tenant)
+                if key != knowledge_base.embedding_model
+            ]
+            context["model_form"] = EmbeddingModelForm(models=models) if models else None
+        return context
+
+
+class EmbeddingModelView(TenantAdminRequiredMixin, View):
+    """Start or cancel re-embedding the knowledge base with another model."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        try:
+            if request.POST.get("action") == "cancel":
+                embedding_switch_cancel(tenant=request.tenant, user=request.user)
+                messages.success(request, "The model switch was cancelled.")
+                return redirect("documents")
+            form = EmbeddingModelForm(
+                request.POST, models=embedding_models_for(tenant=request.tenant)
+            )
+            if not form.is_valid():
+                messages.error(request, "Choose one of the embedding models offered.")
+                return redirect("documents")
+            model = form.cleaned_data["model"]
+            embedding_switch_start(tenant=request.tenant, user=request.user, model=model)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+            return redirect("documents")
+        messages.success(
+            request,
+            f"Re-embedding with {model} has started. Search keeps using the current model "
+            "until every document is done.",
+        )
+        return redirect("documents")
 
 
 class DocumentView(TenantMemberRequiredMixin, View):

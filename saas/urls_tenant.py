@@ -29,6 +29,11 @@ urlpatterns = [
         "invitations/<str:token>/", views.InvitationAcceptView.as_view(), name="invitation_accept"
     ),
     path("documents/", kb_views.DocumentsView.as_view(), name="documents"),
+    path(
+        "documents/embedding-model/",
+        kb_views.EmbeddingModelView.as_view(),
+        name="documents_embedding_model",
+    ),
     path("documents/<int:document_id>/", kb_views.DocumentView.as_view(), name="document"),
     path(
         "documents/<int:document_id>/delete/",

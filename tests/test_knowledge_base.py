@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,31 @@ def test_the_documents_page_updates_live_and_pages_through_a_long_list(world, al
     second = alice_client.get("/documents/?page=2").content.decode()
     assert second.count("data-document-id=") == 5 and "note-0.txt" in second
     assert alice_client.get("/documents/?page=99").status_code == 200  # the last page
+
+
+def test_a_duplicate_uploaded_at_the_same_moment_is_refused_and_leaves_no_file(
+    world, monkeypatch, settings, tmp_path
+):
+    """The other upload of the same file commits between the duplicate check and the insert."""
+    settings.MEDIA_ROOT = tmp_path
+    from django.core.exceptions import ValidationError
+
+    from retrieval import services
+
+    real_content_file = services.ContentFile
+
+    def other_upload_wins(data):
+        with schema_context("t_acme"):
+            Document.objects.create(
+                title="First", filename="first.md", kind="markdown", size_bytes=len(data),
+                content_hash=hashlib.sha256(data).hexdigest(), file="tenants/t_acme/x/first.md",
+            )  # fmt: skip
+        return real_content_file(data)
+
+    monkeypatch.setattr(services, "ContentFile", other_upload_wins)
+    with pytest.raises(ValidationError, match="already in the knowledge base"):
+        services.document_upload(
+            tenant=world.acme, user=world.alice, filename="refunds.md", data=REFUNDS
+        )
+    assert "refunds.md" not in [d.filename for d in acme_documents()]
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]

@@ -15,6 +15,7 @@ from ai.gateway.errors import (
     AIDisabled,
     AllProvidersFailed,
     GatewayError,
+    ModelNotAllowed,
     StructuredOutputInvalid,
 )
 from ai.gateway.guardrails import parse_structured, redact
@@ -276,12 +277,24 @@ class EmbedResult:
 
 
 async def embed(
-    *, caller: Caller, texts: list[str], model: str | None = None, deadline_s: float | None = None
+    *,
+    caller: Caller,
+    texts: list[str],
+    model: str | None = None,
+    dimensions: int | None = None,
+    pinned: bool = False,
+    deadline_s: float | None = None,
 ) -> EmbedResult:
-    """Embeddings for `texts` (same order), metered like any call."""
+    """Embeddings for `texts` (same order), metered like any call. `dimensions` asks for
+    vectors of that size. `pinned` (with `model`): that model or an error, never a fallback,
+    for vectors that must sit in one index with the model's earlier ones."""
     if not texts or not all(isinstance(t, str) and t for t in texts):
         raise GatewayError("Give at least one non-empty text to embed.")
     snapshot, targets = await plan_embed(caller=caller, model=model)
+    if pinned and model:
+        targets = [t for t in targets if t.model.key == model]
+        if not targets:  # allowed, but no provider key for it
+            raise ModelNotAllowed(f"The model '{model}' has no provider configured.")
     state = ChainState()
     plan = Plan(
         caller=caller, snapshot=snapshot, targets=targets, messages=[], system="", canary="",
@@ -292,9 +305,12 @@ async def embed(
 
     async def attempt(target: Target, timeout: float):
         adapter = ADAPTERS[target.model.provider]
+        # Shortening is asked for only when needed: not every server takes the parameter.
+        shorten = dimensions if dimensions != target.model.dimensions else None
         return await adapter.embed(
-            target.model.provider_model, texts, target.credentials, timeout=timeout
-        )
+            target.model.provider_model, texts, target.credentials, timeout=timeout,
+            dimensions=shorten,
+        )  # fmt: skip
 
     try:
         target, response = await run_chain(
@@ -308,5 +324,9 @@ async def embed(
         plan, target=target, text="", usage=usage, outcome=Outcome.OK,
         cache_status=CacheStatus.BYPASS, state=state,
     )  # fmt: skip
-    dimensions = len(response.vectors[0]) if response.vectors else 0
-    return EmbedResult(response.vectors, result.model, dimensions, result.usage)
+    width = len(response.vectors[0]) if response.vectors else 0
+    if dimensions and width != dimensions:  # billed above: the provider did the work
+        raise GatewayError(
+            f"The model {result.model} gave {width}-dimensional vectors, not {dimensions}."
+        )
+    return EmbedResult(response.vectors, result.model, width, result.usage)

@@ -139,5 +139,22 @@ def route_targets(
     return targets
 
 
+def usable_models(
+    *, snapshot: Snapshot, tenant: Tenant, kind: str, byok: dict[str, Credentials]
+) -> list[ModelSpec]:
+    """The models of `kind` the tenant may ask for by name now: allowed by its plan tier and
+    policy, with credentials (its own or the platform's). Catalog order."""
+    tier = tier_of(tenant)
+    policy = snapshot.policy(tenant.pk)
+    return [
+        model
+        for key, model in snapshot.models.items()
+        if model.kind == kind
+        and (not policy.allowed_models or key in policy.allowed_models)
+        and _tier_allows(model, tier)
+        and (byok.get(model.provider) or platform_credentials(model.provider)) is not None
+    ]
+
+
 def _tier_allows(model: ModelSpec, tier: str) -> bool:
     return _TIER_RANK.get(model.tier, 1) <= _TIER_RANK.get(tier, 0)

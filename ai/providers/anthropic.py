@@ -115,6 +115,12 @@ class AnthropicAdapter:
         yield StreamEnd(usage_out, stop_reason)
 
     async def embed(
-        self, model: str, texts: list[str], credentials: Credentials, *, timeout: float
+        self,
+        model: str,
+        texts: list[str],
+        credentials: Credentials,
+        *,
+        timeout: float,
+        dimensions: int | None = None,
     ) -> EmbedResponse:
         raise ProviderError("bad_request", "Anthropic has no embeddings API.", retriable=False)

@@ -114,8 +114,17 @@ class ProviderAdapter(Protocol):
         ...
 
     async def embed(
-        self, model: str, texts: list[str], credentials: Credentials, *, timeout: float
-    ) -> EmbedResponse: ...
+        self,
+        model: str,
+        texts: list[str],
+        credentials: Credentials,
+        *,
+        timeout: float,
+        dimensions: int | None = None,
+    ) -> EmbedResponse:
+        """`dimensions`: ask for vectors of that size (models that can shorten theirs);
+        a model that cannot give them raises a non-retriable ProviderError."""
+        ...
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -146,11 +146,23 @@ class LocalAdapter:
         yield StreamEnd(_usage(request, answer))
 
     async def embed(
-        self, model: str, texts: list[str], credentials: Credentials, *, timeout: float
+        self,
+        model: str,
+        texts: list[str],
+        credentials: Credentials,
+        *,
+        timeout: float,
+        dimensions: int | None = None,
     ) -> EmbedResponse:
         from ai.embedding.minilm import InputTooLong, get_embedder
 
         embedder = get_embedder()
+        if dimensions and dimensions != embedder.dimensions:
+            raise ProviderError(
+                "bad_request",
+                f"{model} gives {embedder.dimensions}-dimensional vectors, not {dimensions}.",
+                retriable=False,
+            )
         try:
             # CPU-bound: run it off the event loop. Over-long texts are refused, not cut.
             vectors = await asyncio.to_thread(embedder.embed, texts)

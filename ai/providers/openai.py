@@ -115,11 +115,18 @@ class OpenAIAdapter:
         yield StreamEnd(usage, finish_reason)
 
     async def embed(
-        self, model: str, texts: list[str], credentials: Credentials, *, timeout: float
+        self,
+        model: str,
+        texts: list[str],
+        credentials: Credentials,
+        *,
+        timeout: float,
+        dimensions: int | None = None,
     ) -> EmbedResponse:
+        extra = {"dimensions": dimensions} if dimensions else {}
         try:
             response = await _client(credentials).embeddings.create(
-                model=model, input=texts, timeout=timeout
+                model=model, input=texts, timeout=timeout, **extra
             )
         except Exception as error:
             raise map_error(error) from None
