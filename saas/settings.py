@@ -16,6 +16,7 @@ from django.utils.csp import CSP
 from kombu import Queue
 
 from saas.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from saas.storage import default_storage_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -305,7 +306,8 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles" if IS_PRODUCTION else None
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Uploaded files: local disk (MEDIA_ROOT) unless STORAGE_S3_BUCKET is set (saas/storage.py).
+    "default": default_storage_from_env(),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if IS_PRODUCTION
@@ -390,7 +392,8 @@ LOCAL_MODEL_CACHE_DIR = Path(
 
 # --- knowledge base --------------------------------------------------------------------------
 
-# Uploaded files (through Django's storage API, under tenants/<schema>/ prefixes).
+# Uploaded files (through Django's storage API, under tenants/<schema>/ prefixes): the folder
+# used when STORAGES["default"] is the local disk.
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / ".devdata" / "media")))
 MEDIA_URL = "/media/"
 # Per plan limits: largest file, and documents per tenant.
