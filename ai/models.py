@@ -1,6 +1,9 @@
-"""Tenant-schema AI data: the tenant's own provider keys (BYOK) and its semantic cache."""
+"""Tenant-schema AI data: the tenant's own provider keys (BYOK), its semantic cache, and
+conversations with their messages."""
 
 from __future__ import annotations
+
+import uuid
 
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
@@ -56,3 +59,74 @@ class SemanticCacheEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.feature}: {self.query[:40]}"
+
+
+class Conversation(models.Model):
+    """A chat thread. One started in the browser belongs to its user (others do not see it);
+    one started over the API belongs to the tenant (any of its keys with the chat scope)."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    title = models.CharField(max_length=200, blank=True)
+    user_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    api_key_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The key that started it (API conversations)."
+    )
+    knowledge_base = models.BooleanField(
+        default=False, help_text="Answers come from the knowledge base, with citations."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title or str(self.public_id)
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Status(models.TextChoices):
+        GENERATING = "generating", "Generating"
+        COMPLETE = "complete", "Complete"
+        INCOMPLETE = "incomplete", "Incomplete (the answer was cut off)"
+        CANCELLED = "cancelled", "Stopped"
+        FAILED = "failed", "Failed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    error = models.CharField(max_length=300, blank=True)
+    # The gateway call behind an assistant message (its usage ledger row has this request id).
+    request_id = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=80, blank=True)
+    model_label = models.CharField(max_length=40, blank=True, help_text="e.g. local extractive")
+    prompt_version = models.CharField(max_length=80, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    citations = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # One generation at a time per conversation, enforced by the database too.
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=models.Q(status="generating"),
+                name="one_generation_per_conversation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"

@@ -42,5 +42,9 @@ def knowledge_answer(
         prompt=Prompt("answer", {"organization": tenant.name}),
         context=context_docs(hits),
     )
-    cited = sorted({int(n) for n in _CITATION.findall(result.text) if 1 <= int(n) <= len(hits)})
-    return Answer(result.text, hits, result, cited)
+    return Answer(result.text, hits, result, cited_numbers(result.text, len(hits)))
+
+
+def cited_numbers(text: str, sources: int) -> list[int]:
+    """The source numbers an answer cites as [n] (1-based, only those that exist), sorted."""
+    return sorted({int(n) for n in _CITATION.findall(text) if 1 <= int(n) <= sources})

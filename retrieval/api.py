@@ -23,7 +23,9 @@ from retrieval.selectors import (
     knowledge_search,
 )
 from retrieval.services import document_delete, document_upload
-from saas.api.schema import BODY_PROBLEM_RESPONSES, PROBLEM_RESPONSES
+from saas.api.idempotency import PARAMETER as IDEMPOTENCY_KEY
+from saas.api.idempotency import idempotent
+from saas.api.schema import BODY_PROBLEM_RESPONSES, IDEMPOTENT_RESPONSES, PROBLEM_RESPONSES
 from saas.api.views import TenantAPIView
 from tenants.models import APIKey
 
@@ -86,6 +88,15 @@ class NewestFirst(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 200
 
+    def get_page_size(self, request: Request) -> int:
+        """`limit` 1-200; anything else is an error, not silently the default."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise APIValidationError({"limit": [f"Use a number from 1 to {self.max_page_size}."]})
+        return int(raw)
+
 
 class DocumentsAPI(TenantAPIView):
     required_scopes = {"GET": READ, "POST": WRITE}
@@ -104,8 +115,10 @@ class DocumentsAPI(TenantAPIView):
 
     @extend_schema(
         request={"multipart/form-data": UploadSerializer},
-        responses={201: DocumentSerializer, **BODY_PROBLEM_RESPONSES},
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: DocumentSerializer, **IDEMPOTENT_RESPONSES},
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         form = UploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)

@@ -26,6 +26,7 @@ from retrieval.models import (
 from retrieval.selectors import knowledge_base_of
 from saas.audit.services import audit_record
 from saas.lib.tasks import enqueue_for
+from saas.webhooks.services import webhook_emit
 from tenants.models import APIKey, Tenant, User
 from tenants.selectors import membership_for
 
@@ -203,11 +204,15 @@ def _store(tenant: Tenant, document: Document, chunks: list, extracted) -> Docum
             ]  # fmt: skip
             Chunk.objects.filter(document_id=document.pk).delete()
             Chunk.objects.bulk_create(rows, batch_size=500)
+            title = extracted.title[:300] or document.title
             Document.objects.filter(pk=document.pk).update(
-                status=Document.Status.READY, progress=100, chunk_count=len(chunks),
-                title=extracted.title[:300] or document.title,
+                status=Document.Status.READY, progress=100, chunk_count=len(chunks), title=title,
                 flags=sorted({flag for piece_flags in flags for flag in piece_flags}),
                 embedding_model=models[0], warnings=list(extracted.warnings),
+            )  # fmt: skip
+            webhook_emit(
+                tenant=tenant, event_type="document.ready",
+                data={"id": str(document.public_id), "title": title, "chunks": len(chunks)},
             )  # fmt: skip
         document_changed(tenant, document.pk, status=Document.Status.READY, progress=100)
         return Document.objects.get(pk=document.pk)
@@ -252,9 +257,16 @@ def embed_texts(
 
 def document_mark_failed(tenant: Tenant, document_id: int, reason: str) -> None:
     """Failed, with a reason for people (in `tenant`'s schema)."""
-    Document.objects.filter(pk=document_id).update(
-        status=Document.Status.FAILED, error=reason[:300], progress=0
-    )
+    with transaction.atomic():
+        found = Document.objects.filter(pk=document_id)
+        public_id = found.values_list("public_id", flat=True).first()
+        if public_id is None:
+            return  # deleted meanwhile
+        found.update(status=Document.Status.FAILED, error=reason[:300], progress=0)
+        webhook_emit(
+            tenant=tenant, event_type="document.failed",
+            data={"id": str(public_id), "error": reason[:300]},
+        )  # fmt: skip
     document_changed(tenant, document_id, status=Document.Status.FAILED, progress=0)
     logger.info("document ingestion failed", extra={"document_id": document_id})
 

@@ -81,6 +81,7 @@ TENANT_APPS = [
     "saas.audit",
     "ai",
     "retrieval",
+    "saas.webhooks",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -171,7 +172,13 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "atrium:channels"},
+        # channels_redis waits for messages with a 5 s blocking read; redis-py 8's default 5 s
+        # socket timeout would end that read with an error and close every idle websocket
+        # (django/channels_redis#422), so the timeout is set above it.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "prefix": "atrium:channels",
+        },
     }
 }
 
@@ -196,6 +203,9 @@ CELERY_TASK_TENANT_CACHE_SECONDS = 30
 CELERY_TASK_ROUTES = {
     "tenants.tasks.*": {"queue": "interactive"},
     "retrieval.tasks.*": {"queue": "ingestion"},
+    # Test pings answer someone waiting on the API; events and retries are background work.
+    "saas.webhooks.tasks.webhook_ping_task": {"queue": "interactive"},
+    "saas.webhooks.tasks.*": {"queue": "bulk"},
 }
 CELERY_TASK_QUEUES = [Queue(name) for name in ("interactive", "ingestion", "bulk", "billing")]
 
@@ -375,6 +385,8 @@ AI_SEMANTIC_FEATURES = set(env_list("AI_SEMANTIC_FEATURES", ["answer"]))
 # Usage rows: "behind" = written by a ledger thread right after the answer (no database round
 # trip on the call; a hard kill within milliseconds can lose a row, logged rows are replayable),
 # "inline" = every call waits until its row is stored.
+# A conversation's history sent with each new message, newest first, up to this many tokens.
+AI_HISTORY_TOKENS = env_int("AI_HISTORY_TOKENS", 6000, minimum=200)
 AI_USAGE_WRITE = env_choice("AI_USAGE_WRITE", "behind", {"behind", "inline"})
 # Guardrails: refuse (not only flag) user input that looks like a prompt injection.
 AI_BLOCK_PROMPT_INJECTION = env_bool("AI_BLOCK_PROMPT_INJECTION", False)
@@ -416,6 +428,41 @@ RETRIEVAL_MIN_SIMILARITY = env_float("RETRIEVAL_MIN_SIMILARITY", 0.3, minimum=0.
 RETRIEVAL_TENANT_CONCURRENCY = env_int("RETRIEVAL_TENANT_CONCURRENCY", 2, minimum=1)
 RETRIEVAL_TENANT_LEASE_S = env_int("RETRIEVAL_TENANT_LEASE_S", 60, minimum=5)
 
+# --- webhooks --------------------------------------------------------------------------------
+
+# Tenants' webhook endpoints (saas/webhooks/). Their signing secrets are encrypted with
+# AI_ENCRYPTION_KEYS too: after putting a new key first, also run `rotate_webhook_secrets`.
+# Plain http:// endpoint URLs (https only in production by default).
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", not IS_PRODUCTION)
+# Endpoints on private, loopback, link-local or reserved addresses (a local receiver in dev and
+# tests). Off, every address a host resolves to is checked at delivery and the connection goes
+# to the checked address, so a tenant cannot make Atrium call internal services.
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", not IS_PRODUCTION)
+WEBHOOK_MAX_ENDPOINTS = env_int("WEBHOOK_MAX_ENDPOINTS", 20, minimum=1)
+# Seconds per connect, send and wait for the response; redirects are never followed.
+WEBHOOK_TIMEOUT_S = env_int("WEBHOOK_TIMEOUT_S", 10, minimum=1, maximum=30)
+# Attempts per delivery, the first retry's delay, each next one 4 times longer (+-20% jitter)
+# up to the cap: 8 attempts over about 19 hours by default.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1, maximum=20)
+WEBHOOK_BACKOFF_BASE_S = env_int("WEBHOOK_BACKOFF_BASE_S", 30, minimum=0)
+WEBHOOK_BACKOFF_MAX_S = env_int("WEBHOOK_BACKOFF_MAX_S", 8 * 3600, minimum=0)
+# After a secret rotation, deliveries carry signatures with the new and the old secret this long.
+WEBHOOK_SECRET_GRACE_S = env_int("WEBHOOK_SECRET_GRACE_S", 24 * 3600, minimum=0)
+# Finished deliveries are kept (visible over the API) this many days.
+WEBHOOK_DELIVERY_RETENTION_DAYS = env_int("WEBHOOK_DELIVERY_RETENTION_DAYS", 30, minimum=1)
+# Retries due later than a few minutes wait in the database, not in the broker: beat queues
+# them (and any delivery whose worker died) every minute, and prunes old deliveries daily.
+CELERY_BEAT_SCHEDULE = {
+    "webhook-deliveries-due": {
+        "task": "saas.webhooks.tasks.webhook_deliveries_due_task",
+        "schedule": 60.0,
+    },
+    "webhook-deliveries-prune": {
+        "task": "saas.webhooks.tasks.webhook_deliveries_prune_task",
+        "schedule": 24 * 3600.0,
+    },
+}
+
 # --- API -------------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
@@ -428,15 +475,29 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["saas.api.throttling.KeyAndTenantRateLimit"],
     "UNAUTHENTICATED_USER": None,
 }
-# API requests per minute, per key and per tenant (all its keys together), by plan tier.
+# API requests and model tokens per minute, per key and per tenant (all its keys together), by
+# plan tier (defaults until plans carry their own).
+_API_LIMIT_DEFAULTS = {
+    # tier: requests per key, per tenant; tokens per key, per tenant
+    "free": (60, 120, 40_000, 100_000),
+    "standard": (600, 1200, 400_000, 1_000_000),
+    "premium": (3000, 6000, 2_000_000, 5_000_000),
+}
 API_RATE_LIMITS = {
-    "free": {"key_per_minute": env_int("API_FREE_KEY_PER_MINUTE", 60, minimum=1),
-             "tenant_per_minute": env_int("API_FREE_TENANT_PER_MINUTE", 120, minimum=1)},
-    "standard": {"key_per_minute": env_int("API_STANDARD_KEY_PER_MINUTE", 600, minimum=1),
-                 "tenant_per_minute": env_int("API_STANDARD_TENANT_PER_MINUTE", 1200, minimum=1)},
-    "premium": {"key_per_minute": env_int("API_PREMIUM_KEY_PER_MINUTE", 3000, minimum=1),
-                "tenant_per_minute": env_int("API_PREMIUM_TENANT_PER_MINUTE", 6000, minimum=1)},
-}  # fmt: skip
+    tier: {
+        "key_per_minute": env_int(f"API_{tier.upper()}_KEY_PER_MINUTE", key_rpm, minimum=1),
+        "tenant_per_minute": env_int(
+            f"API_{tier.upper()}_TENANT_PER_MINUTE", tenant_rpm, minimum=1
+        ),
+        "key_tokens_per_minute": env_int(
+            f"API_{tier.upper()}_KEY_TOKENS_PER_MINUTE", key_tpm, minimum=1
+        ),
+        "tenant_tokens_per_minute": env_int(
+            f"API_{tier.upper()}_TENANT_TOKENS_PER_MINUTE", tenant_tpm, minimum=1
+        ),
+    }
+    for tier, (key_rpm, tenant_rpm, key_tpm, tenant_tpm) in _API_LIMIT_DEFAULTS.items()
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Atrium API",
     "VERSION": "1.0.0",

@@ -148,6 +148,7 @@ class APIKey(models.Model):
         SEARCH = "search", "Search the knowledge base"
         JOBS = "jobs", "Bulk jobs"
         USAGE_READ = "usage:read", "Read usage"
+        WEBHOOKS = "webhooks", "Manage webhook endpoints"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)

@@ -210,3 +210,23 @@ def bob_client(world: World) -> Client:
 @pytest.fixture
 def charlie_on_acme(world: World) -> Client:
     return client_on(host_of(world.acme), world.charlie)
+
+
+@pytest.fixture
+def live_env() -> dict[str, str]:
+    """Environment additions for the live processes (`daphne_live_server`, tests/live.py); a
+    test module overrides this fixture to point them at the simulator, say."""
+    return {}
+
+
+@pytest.fixture
+def daphne_live_server(transactional_db, live_env, tmp_path, settings):
+    """The real ASGI app (HTTP and websockets) served by daphne in a process of its own, on
+    the test database: `page.goto(daphne_live_server.url("acme.localhost", "/documents/"))`.
+    Its log is `daphne_live_server.log`. Data the test writes must be committed to be seen
+    (hence a transactional test), and the test's `settings` do not reach it (`live_env` does)."""
+    from tests.live import daphne_server
+
+    with daphne_server(log=tmp_path / "daphne.log", env=live_env) as server:
+        settings.SITE_PORT = server.port  # links the test itself builds to other hosts
+        yield server

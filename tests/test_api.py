@@ -137,6 +137,16 @@ def test_documents_are_listed_newest_first_with_a_cursor(world, settings):
     assert [d["filename"] for d in first["results"]] == ["note-4.txt", "note-3.txt"]
     second = client.get(first["next"]).json()
     assert [d["filename"] for d in second["results"]] == ["note-2.txt", "note-1.txt"]
+    for limit in ("abc", "0", "201", "-1"):
+        response = client.get(f"/api/v1/documents?limit={limit}")
+        assert response.status_code == 400 and "limit" in response.json()["errors"]
+
+
+def test_options_tells_what_an_endpoint_allows_to_any_valid_key_only(world, settings):
+    client = api(settings.BASE_DOMAIN, key_for(world.acme, scopes=["search"]))
+    response = client.options("/api/v1/documents")
+    assert response.status_code == 200 and set(response["Allow"].split(", ")) >= {"GET", "POST"}
+    assert api(settings.BASE_DOMAIN).options("/api/v1/documents").status_code == 401
 
 
 def test_search_returns_cited_passages_of_the_keys_tenant_only(world, settings):

@@ -24,6 +24,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from schemathesis.config import SchemathesisConfig
 
 from retrieval.services import document_upload
+from saas.lib.redis import sync_client
 from saas.wsgi import application
 from tenants.models import APIKey
 from tenants.services.api_keys import api_key_create
@@ -32,7 +33,12 @@ from tests.conftest import World
 pytestmark = pytest.mark.django_db(databases=["default", "ledger"])
 
 SCHEMA_URL = "/api/schema/?format=json"
-NO_LIMIT = {"key_per_minute": 1_000_000, "tenant_per_minute": 1_000_000}
+NO_LIMIT = {
+    "key_per_minute": 1_000_000,
+    "tenant_per_minute": 1_000_000,
+    "key_tokens_per_minute": 10**9,
+    "tenant_tokens_per_minute": 10**9,
+}
 REFUNDS = b"# Refund policy\n\nAnnual plans can be refunded within 30 days of purchase.\n"
 CONFIG = {
     "checks": {
@@ -99,6 +105,10 @@ def test_it_answers_every_chain_of_linked_requests_as_documented(api_schema):
         def teardown(self) -> None:
             transaction.set_rollback(True)
             self._savepoint.__exit__(None, None, None)
+            # Stored idempotent responses name rows just rolled back: they go too.
+            redis = sync_client()
+            for key in redis.scan_iter(match="atrium:idempotency:*"):
+                redis.delete(key)
 
     run_state_machine_as_test(
         EachRunRolledBack,

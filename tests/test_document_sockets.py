@@ -121,3 +121,23 @@ def test_an_oversized_frame_closes_the_socket():
         return closed
 
     assert async_to_sync(run)() == {"type": "websocket.close", "code": 1009}
+
+
+def test_an_idle_socket_stays_open_past_the_channel_layers_blocking_read():
+    """channels_redis blocks 5 s per read; a Redis socket timeout at or under that would end
+    the consumer (and the page's socket) every few seconds while nothing happens."""
+    from retrieval.events import index_changed
+
+    world = ensure_world()
+    host = host_of(world.acme)
+    communicator = socket(host, session_of(host, world.alice))
+
+    async def run():
+        assert (await communicator.connect())[0]
+        assert await communicator.receive_nothing(timeout=6.5)  # idle past one blocking read
+        await sync_to_async(index_changed)(world.acme)
+        event = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return event
+
+    assert async_to_sync(run)() == {"event": "index"}

@@ -315,3 +315,34 @@ def test_a_duplicate_uploaded_at_the_same_moment_is_refused_and_leaves_no_file(
         )
     assert "refunds.md" not in [d.filename for d in acme_documents()]
     assert not [path for path in tmp_path.rglob("*") if path.is_file()]
+
+
+def test_indexing_outcomes_are_sent_to_the_tenants_webhooks_only(
+    world, django_capture_on_commit_callbacks
+):
+    from retrieval import services
+    from saas.webhooks.models import WebhookDelivery
+    from saas.webhooks.services import webhook_create
+
+    for tenant, user in ((world.acme, world.alice), (world.globex, world.charlie)):
+        webhook_create(tenant=tenant, url="https://hooks.example.com/atrium", user=user)
+    with django_capture_on_commit_callbacks(execute=False):  # deliveries stored, not sent
+        good = services.document_upload(
+            tenant=world.acme, user=world.alice, filename="r.md", data=REFUNDS, enqueue=False
+        )
+        empty = services.document_upload(
+            tenant=world.acme, user=world.alice, filename="e.html", data=b"<html></html>",
+            enqueue=False,
+        )  # fmt: skip
+        services.document_ingest(tenant=world.acme, document_id=good.pk)
+        services.document_ingest(tenant=world.acme, document_id=empty.pk)
+    with schema_context("t_acme"):
+        sent = {d.event_type: d.payload["data"] for d in WebhookDelivery.objects.all()}
+    assert sent["document.ready"]["id"] == str(good.public_id)
+    assert sent["document.ready"]["title"] == "Refund policy"
+    assert sent["document.failed"] == {
+        "id": str(empty.public_id),
+        "error": "The document contains no text.",
+    }
+    with schema_context("t_globex"):
+        assert not WebhookDelivery.objects.exists()

@@ -18,6 +18,8 @@ class ScopeRequired(BasePermission):
         key = request.auth
         if not isinstance(key, APIKey):
             return False
+        if request.method == "OPTIONS":
+            return True  # what the endpoint allows (no tenant data): any valid key may ask
         method = "GET" if request.method == "HEAD" else request.method
         needed = getattr(view, "required_scopes", {}).get(method)
         if needed is None:

@@ -46,6 +46,14 @@ BODY_PROBLEM_RESPONSES = {
     (415, PROBLEM): _problem("The body is not in the documented media type."),
 }
 
+# Operations that take an Idempotency-Key.
+IDEMPOTENT_RESPONSES = {
+    **BODY_PROBLEM_RESPONSES,
+    (409, PROBLEM): _problem("A request with this Idempotency-Key is still running."),
+    (422, PROBLEM): _problem("This Idempotency-Key was used with a different request."),
+    (503, PROBLEM): _problem("Idempotent requests are briefly unavailable; retry."),
+}
+
 
 class APIKeyScheme(OpenApiAuthenticationExtension):
     target_class = "saas.api.authentication.APIKeyAuthentication"

@@ -92,3 +92,13 @@ def buckets_take(buckets: list[Bucket], cost: int = 1) -> Decision:
         reset_s=math.ceil((tightest.capacity - remaining) / tightest.rate_per_s),
         retry_after_s=0 if admitted else max(1, math.ceil(int(wait_ms) / 1000)),
     )
+
+
+def buckets_refund(buckets: list[Bucket], amount: int) -> None:
+    """Give back `amount` tokens charged earlier (a bucket never rises above its capacity)."""
+    if amount > 0:
+        keys = [PREFIX + bucket.key for bucket in buckets]
+        args: list[float] = [-amount]
+        for bucket in buckets:
+            args += [bucket.capacity, bucket.rate_per_s]
+        _script()(keys=keys, args=args)

@@ -22,8 +22,9 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 
 // Live document status: ingestion pushes each change over a websocket; a progress bar moves in
-// place, anything else (ready, failed, new, deleted) re-renders the list. After a reconnect the
-// list is re-rendered once, so changes missed while offline show up too.
+// place, anything else (ready, failed, new, deleted) re-renders the list. Whenever the socket
+// opens (the first time too: the page was drawn before it) the list is re-rendered once if it
+// could be stale, so changes made while no socket listened show up.
 document.addEventListener("DOMContentLoaded", () => {
   if (!document.getElementById("documents-panel")) return;
   const refresh = () => {
@@ -32,12 +33,13 @@ document.addEventListener("DOMContentLoaded", () => {
   };
   let retryMs = 1000;
   let reconnecting = false;
+  const inProgress = () => document.querySelector("#documents-panel progress") !== null;
   const connect = () => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/documents/`);
     socket.addEventListener("open", () => {
       retryMs = 1000;
-      if (reconnecting) refresh();
+      if (reconnecting || inProgress()) refresh();
     });
     socket.addEventListener("message", (message) => {
       const change = JSON.parse(message.data);

@@ -1,0 +1,1 @@
+"""Webhooks: tenants' HTTPS endpoints that receive signed events (Standard Webhooks)."""
