@@ -14,6 +14,7 @@ from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
+from ai.routing import websocket_urlpatterns as ai_sockets  # noqa: E402
 from retrieval.routing import websocket_urlpatterns as retrieval_sockets  # noqa: E402
 from tenants.websocket import TenantWebsocketMiddleware  # noqa: E402
 
@@ -21,7 +22,9 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            TenantWebsocketMiddleware(AuthMiddlewareStack(URLRouter(retrieval_sockets)))
+            TenantWebsocketMiddleware(
+                AuthMiddlewareStack(URLRouter(retrieval_sockets + ai_sockets))
+            )
         ),
     }
 )

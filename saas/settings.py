@@ -203,10 +203,14 @@ CELERY_TASK_TENANT_CACHE_SECONDS = 30
 CELERY_TASK_ROUTES = {
     "tenants.tasks.*": {"queue": "interactive"},
     "retrieval.tasks.*": {"queue": "ingestion"},
+    "ai.conversations.tasks.*": {"queue": "interactive"},
     # Test pings answer someone waiting on the API; events and retries are background work.
     "saas.webhooks.tasks.webhook_ping_task": {"queue": "interactive"},
     "saas.webhooks.tasks.*": {"queue": "bulk"},
+    "ai.jobs.tasks.*": {"queue": "bulk"},
 }
+# Task modules outside an app's own tasks.py (which autodiscovery finds by itself).
+CELERY_IMPORTS = ["ai.jobs.tasks"]
 CELERY_TASK_QUEUES = [Queue(name) for name in ("interactive", "ingestion", "bulk", "billing")]
 
 # --- auth ------------------------------------------------------------------------------------
@@ -385,6 +389,8 @@ AI_SEMANTIC_FEATURES = set(env_list("AI_SEMANTIC_FEATURES", ["answer"]))
 # Usage rows: "behind" = written by a ledger thread right after the answer (no database round
 # trip on the call; a hard kill within milliseconds can lose a row, logged rows are replayable),
 # "inline" = every call waits until its row is stored.
+# Chat messages one person may send per minute over the chat socket.
+CHAT_SENDS_PER_MINUTE = env_int("CHAT_SENDS_PER_MINUTE", 20, minimum=1)
 # A conversation's history sent with each new message, newest first, up to this many tokens.
 AI_HISTORY_TOKENS = env_int("AI_HISTORY_TOKENS", 6000, minimum=200)
 AI_USAGE_WRITE = env_choice("AI_USAGE_WRITE", "behind", {"behind", "inline"})
@@ -461,7 +467,34 @@ CELERY_BEAT_SCHEDULE = {
         "task": "saas.webhooks.tasks.webhook_deliveries_prune_task",
         "schedule": 24 * 3600.0,
     },
+    # Bulk jobs whose tasks were lost (a worker crashed past its retries) are queued again.
+    "jobs-resume-stalled": {"task": "ai.jobs.tasks.jobs_resume_stalled_task", "schedule": 60.0},
 }
+
+# --- bulk jobs -------------------------------------------------------------------------------
+
+# POST /api/v1/jobs (ai/jobs/): prompts per job, characters per prompt (and system prompt), and
+# jobs a tenant may have queued or running at once (more: 429).
+JOBS_MAX_ITEMS = env_int("JOBS_MAX_ITEMS", 1000, minimum=1)
+JOBS_MAX_PROMPT_CHARS = env_int("JOBS_MAX_PROMPT_CHARS", 32_000, minimum=1)
+JOBS_MAX_ACTIVE_PER_TENANT = env_int("JOBS_MAX_ACTIVE_PER_TENANT", 5, minimum=1)
+# A job is worked through in tasks of at most this many items each; each task then queues its
+# continuation at the tail of the `bulk` queue, behind other tenants' work.
+JOBS_BATCH_SIZE = env_int("JOBS_BATCH_SIZE", 10, minimum=1, maximum=200)
+# Bulk tasks one tenant may run at once across all workers, and how long the slot of a killed
+# worker stays taken (live holders renew theirs).
+JOBS_TENANT_CONCURRENCY = env_int("JOBS_TENANT_CONCURRENCY", 2, minimum=1)
+JOBS_TENANT_LEASE_S = env_int("JOBS_TENANT_LEASE_S", 60, minimum=5)
+# Bulk model calls in flight at once per provider (all tenants together), so bulk work leaves
+# the providers' rate limits to interactive traffic.
+JOBS_PROVIDER_CONCURRENCY = env_int("JOBS_PROVIDER_CONCURRENCY", 8, minimum=1)
+# An item taken by a worker that died goes back to pending after this long; it must outlast
+# one gateway call (AI_DEADLINE_S).
+JOBS_ITEM_LEASE_S = env_int("JOBS_ITEM_LEASE_S", 300, minimum=AI_DEADLINE_S + 10)
+# Model calls per item when providers are unavailable (then the item fails with the reason),
+# and the delay before the first retry (doubled for each next one, at most 5 minutes).
+JOBS_MAX_ATTEMPTS = env_int("JOBS_MAX_ATTEMPTS", 3, minimum=1, maximum=10)
+JOBS_RETRY_BACKOFF_S = env_int("JOBS_RETRY_BACKOFF_S", 15, minimum=0, maximum=300)
 
 # --- API -------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from django_tenants.utils import tenant_context
 from ai.gateway import Caller, GatewayError, Prompt, Result, complete_sync
 from ai.gateway.tokens import estimate_tokens
 from ai.models import Conversation, Message
+from saas.lib.tasks import enqueue_for
 from tenants.models import APIKey, Tenant, User
 
 MAX_MESSAGE_CHARS = 32_000
@@ -66,30 +67,74 @@ def conversation_reply(
     while another answer is being generated here, and GatewayError when the call fails (the
     answer is then kept as failed, with the reason)."""
     content = content.strip()
+    _check(content)
+    question, answer = _begin(tenant, conversation, content, request_id)
+    call = answer_call(tenant, conversation, answer, user=user, api_key=api_key, model=model)
+    try:
+        result = complete_sync(**call.gateway_kwargs)
+    except GatewayError as error:
+        answer_failed(tenant, answer, error.message)
+        raise
+    return Exchange(question, answer_finish(tenant, answer, result, call.citations))
+
+
+def conversation_send(
+    *, tenant: Tenant, conversation: Conversation, content: str, user: User
+) -> Exchange:
+    """The chat page's send: store the question and a generating answer, and queue the answer
+    for a worker (ai.conversations.generation), which streams it to the page. Raises like
+    `conversation_reply` before anything is queued."""
+    from ai.conversations.tasks import answer_generate_task
+
+    content = content.strip()
+    _check(content)
+    question, answer = _begin(tenant, conversation, content, None)
+    transaction.on_commit(
+        lambda: enqueue_for(tenant, answer_generate_task, message_id=answer.pk, user_id=user.pk)
+    )
+    return Exchange(question, answer)
+
+
+@dataclass
+class AnswerCall:
+    """What the gateway gets for an answer, and the sources it may cite."""
+
+    gateway_kwargs: dict
+    citations: list[dict]
+
+
+def answer_call(
+    tenant: Tenant,
+    conversation: Conversation,
+    answer: Message,
+    *,
+    user: User | None = None,
+    api_key: APIKey | None = None,
+    model: str | None = None,
+) -> AnswerCall:
+    """The call that answers the conversation's last question (its history trimmed to the
+    budget; for a knowledge-base conversation the question's passages as quoted data)."""
+    messages = history(tenant, conversation)
+    feature, prompt, context, citations = "chat", Prompt("chat"), [], []
+    if conversation.knowledge_base:
+        feature, prompt = "answer", Prompt("answer")
+        context, citations = _grounding(tenant, messages[-1]["content"], user, api_key)
+    prompt.variables = {"organization": tenant.name}
+    caller = Caller(
+        tenant, feature, answer.request_id,
+        user_id=user.pk if user else None, api_key_id=api_key.pk if api_key else None,
+    )  # fmt: skip
+    kwargs = {"caller": caller, "messages": messages, "prompt": prompt, "context": context}
+    if model:
+        kwargs["model"] = model
+    return AnswerCall(kwargs, citations)
+
+
+def _check(content: str) -> None:
     if not content:
         raise ValidationError("Write a message first.")
     if len(content) > MAX_MESSAGE_CHARS:
         raise ValidationError(f"A message is at most {MAX_MESSAGE_CHARS} characters.")
-    request_id = request_id or f"chat:{uuid.uuid4().hex}"
-    question, answer = _begin(tenant, conversation, content, request_id)
-    feature, prompt, context, citations = "chat", Prompt("chat"), [], []
-    if conversation.knowledge_base:
-        feature, prompt = "answer", Prompt("answer")
-        context, citations = _grounding(tenant, content, user, api_key)
-    prompt.variables = {"organization": tenant.name}
-    caller = Caller(
-        tenant, feature, request_id,
-        user_id=user.pk if user else None, api_key_id=api_key.pk if api_key else None,
-    )  # fmt: skip
-    try:
-        result = complete_sync(
-            caller=caller, messages=history(tenant, conversation), prompt=prompt,
-            context=context, model=model,
-        )  # fmt: skip
-    except GatewayError as error:
-        _finish_failed(tenant, answer, error.message)
-        raise
-    return Exchange(question, _finish(tenant, answer, result, citations))
 
 
 def history(tenant: Tenant, conversation: Conversation) -> list[dict[str, str]]:
@@ -118,7 +163,7 @@ def history(tenant: Tenant, conversation: Conversation) -> list[dict[str, str]]:
 
 
 def _begin(
-    tenant: Tenant, conversation: Conversation, content: str, request_id: str
+    tenant: Tenant, conversation: Conversation, content: str, request_id: str | None
 ) -> tuple[Message, Message]:
     """Store the user's message and an empty assistant message that marks the generation."""
     with tenant_context(tenant):
@@ -129,7 +174,8 @@ def _begin(
                 )
                 answer = Message.objects.create(
                     conversation=conversation, role=Message.Role.ASSISTANT,
-                    status=Message.Status.GENERATING, request_id=request_id,
+                    status=Message.Status.GENERATING,
+                    request_id=request_id or f"chat:{uuid.uuid4().hex}",
                 )  # fmt: skip
                 if not conversation.title:
                     conversation.title = content[:TITLE_CHARS]
@@ -163,12 +209,17 @@ def _grounding(tenant: Tenant, question: str, user: User | None, api_key: APIKey
     return context_docs(hits), citations
 
 
-def _finish(tenant: Tenant, answer: Message, result: Result, citations: list[dict]) -> Message:
+def answer_finish(
+    tenant: Tenant, answer: Message, result: Result, citations: list[dict]
+) -> Message:
+    """Store what the gateway answered (complete, cut off, or stopped) with its metering."""
     from retrieval.answering import cited_numbers
 
     cited = set(cited_numbers(result.text, len(citations)))
     answer.content = result.text
-    answer.status = Message.Status.COMPLETE if result.complete else Message.Status.INCOMPLETE
+    answer.status = {
+        "ok": Message.Status.COMPLETE, "cancelled": Message.Status.CANCELLED,
+    }.get(result.outcome, Message.Status.INCOMPLETE)  # fmt: skip
     answer.model, answer.model_label = result.model, result.label
     answer.prompt_version = result.prompt_version
     answer.input_tokens, answer.output_tokens = (
@@ -184,7 +235,7 @@ def _finish(tenant: Tenant, answer: Message, result: Result, citations: list[dic
     return answer
 
 
-def _finish_failed(tenant: Tenant, answer: Message, reason: str) -> None:
+def answer_failed(tenant: Tenant, answer: Message, reason: str) -> None:
     answer.status, answer.error = Message.Status.FAILED, reason[:300]
     with tenant_context(tenant):
         answer.save(update_fields=["status", "error"])

@@ -35,12 +35,16 @@ class TenantMemberConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.tenant: Tenant | None = self.scope.get("tenant")
-        if not await database_sync_to_async(self._is_member)():
+        if not await database_sync_to_async(self._is_member)() or not await self.allowed():
             await self.close(code=CLOSE_NOT_ALLOWED)
             return
         self.group = tenant_group(self.tenant, self.topic)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+
+    async def allowed(self) -> bool:
+        """A subclass's own condition for a member's socket, checked before it is accepted."""
+        return True
 
     def _is_member(self) -> bool:
         tenant, user, session = self.tenant, self.scope.get("user"), self.scope.get("session")

@@ -1,0 +1,123 @@
+"""Generating an answer in a worker, decoupled from any socket: each delta is appended to the
+answer's Redis stream (ai.conversations.live) for the pages to relay, the stop flag is watched
+while the provider streams, and the message is stored at the end: complete, incomplete (cut
+off), cancelled (stopped, with what was generated, metered) or failed (with the reason)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django_tenants.utils import tenant_context
+
+from ai.conversations import live
+from ai.conversations.services import answer_call, answer_failed, answer_finish
+from ai.gateway import Delta, GatewayError, stream
+from ai.models import Message
+from saas.lib.redis import async_client
+from tenants.models import Tenant, User
+
+# How often a running answer looks at its stop flag (also while the provider is silent).
+STOP_CHECK_S = 0.2
+
+
+def end_event(answer: Message) -> dict[str, Any]:
+    """The last event of an answer: its final state, as stored."""
+    return {
+        "type": "end",
+        "message_id": str(answer.public_id),
+        "status": answer.status,
+        "content": answer.content,
+        "error": answer.error,
+        "model": answer.model,
+        "model_label": answer.model_label,
+        "citations": answer.citations,
+    }
+
+
+async def answer_generate(*, tenant: Tenant, message_id: int, user_id: int | None) -> None:
+    """Generate the answer message `message_id` (in `tenant`'s schema) unless it is finished
+    already (a duplicate run). A run that finds part of the answer streamed already (its worker
+    died) keeps that part, marked incomplete, rather than answering twice."""
+    answer = await sync_to_async(_generating)(tenant, message_id)
+    if answer is None:
+        return
+    client = async_client()
+    key = live.stream_key(tenant.schema_name, str(answer.public_id))
+    sent = await live.length(client, key)
+    if sent:
+        text = await live.text_so_far(client, key)
+        await sync_to_async(_interrupted)(tenant, answer, text)
+        await live.append(client, key, sent + 1, end_event(answer))
+        return
+    try:
+        call = await sync_to_async(answer_call)(
+            tenant, answer.conversation, answer, user=await sync_to_async(_user)(user_id)
+        )
+        seq, result = await _stream_until_done_or_stopped(client, tenant, answer, call, key)
+    except GatewayError as error:
+        await sync_to_async(answer_failed)(tenant, answer, error.message)
+        await live.append(client, key, await live.length(client, key) + 1, end_event(answer))
+        return
+    if result is None:  # stopped before the gateway produced a result
+        await sync_to_async(_interrupted)(tenant, answer, "", status=Message.Status.CANCELLED)
+    else:
+        answer = await sync_to_async(answer_finish)(tenant, answer, result, call.citations)
+    await live.append(client, key, seq + 1, end_event(answer))
+
+
+async def _stream_until_done_or_stopped(client, tenant: Tenant, answer: Message, call, key: str):
+    gateway_stream = stream(**call.gateway_kwargs)
+    seq = 0
+
+    async def relay() -> None:
+        nonlocal seq
+        async with gateway_stream as items:
+            async for item in items:
+                if isinstance(item, Delta) and item.text:
+                    seq += 1
+                    await live.append(client, key, seq, {"type": "delta", "text": item.text})
+
+    task = asyncio.ensure_future(relay())
+    stop = live.stop_key(tenant.schema_name, str(answer.public_id))
+    stopped = False
+    while not task.done():
+        await asyncio.wait({task}, timeout=STOP_CHECK_S)
+        if not task.done() and await client.exists(stop):
+            task.cancel()  # closes the provider call; the gateway meters what was generated
+            stopped = True
+            break
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+    return seq, gateway_stream.result
+
+
+def _generating(tenant: Tenant, message_id: int) -> Message | None:
+    with tenant_context(tenant):
+        return (
+            Message.objects.select_related("conversation")
+            .filter(pk=message_id, status=Message.Status.GENERATING)
+            .first()
+        )
+
+
+def _user(user_id: int | None) -> User | None:
+    return User.objects.filter(pk=user_id).first() if user_id else None
+
+
+def _interrupted(
+    tenant: Tenant, answer: Message, text: str, *, status: str = Message.Status.INCOMPLETE
+) -> None:
+    answer.content, answer.status = text, status
+    with tenant_context(tenant):
+        answer.save(update_fields=["content", "status"])
+
+
+async def answer_stop(*, tenant: Tenant, message: Message) -> None:
+    """Ask the worker generating `message` to stop (it keeps and meters what was generated)."""
+    key = live.stop_key(tenant.schema_name, str(message.public_id))
+    await async_client().set(key, "1", ex=live.STREAM_TTL_S)
