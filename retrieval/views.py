@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views import View
 
 from ai.gateway import GatewayError
@@ -14,6 +17,7 @@ from retrieval.forms import AskForm, EmbeddingModelForm, TagsForm, UploadForm
 from retrieval.models import Document
 from retrieval.reindex import embedding_switch_cancel, embedding_switch_start
 from retrieval.selectors import (
+    document_by_public_id,
     document_chunks,
     document_for,
     documents_page,
@@ -127,6 +131,16 @@ class DocumentView(TenantMemberRequiredMixin, View):
         chunks = document_chunks(tenant=request.tenant, document=document)
         context = {"document": document, "chunks": chunks, "tags_form": form}
         return render(request, "retrieval/document.html", context, status=status)
+
+
+class DocumentByPublicIdView(TenantMemberRequiredMixin, View):
+    """Where a chat citation points (`?chunk=N`): the document's page at that passage."""
+
+    def get(self, request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+        document = document_by_public_id(tenant=request.tenant, public_id=public_id)
+        chunk = request.GET.get("chunk", "")
+        anchor = f"#chunk-{int(chunk)}" if chunk.isdigit() else ""
+        return redirect(reverse("document", args=[document.pk]) + anchor)
 
 
 class DocumentDeleteView(TenantMemberRequiredMixin, View):

@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 
+from ai import chat_views
 from ai import views as ai_views
 from retrieval import views as kb_views
 from tenants import api_keys_views, views
@@ -40,7 +41,21 @@ urlpatterns = [
         kb_views.DocumentDeleteView.as_view(),
         name="document_delete",
     ),
+    path(
+        "documents/id/<uuid:public_id>/",
+        kb_views.DocumentByPublicIdView.as_view(),
+        name="document_by_public_id",
+    ),
     path("ask/", kb_views.AskView.as_view(), name="ask"),
+    path("chat/", chat_views.ChatView.as_view(), name="chat"),
+    path(
+        "chat/<uuid:conversation_id>/", chat_views.ConversationView.as_view(), name="conversation"
+    ),
+    path(
+        "chat/<uuid:conversation_id>/delete/",
+        chat_views.ConversationDeleteView.as_view(),
+        name="conversation_delete",
+    ),
     path("settings/ai/", ai_views.AISettingsView.as_view(), name="ai_settings"),
     path("settings/api-keys/", api_keys_views.APIKeysView.as_view(), name="api_keys"),
     path(

@@ -23,8 +23,12 @@ STOP_CHECK_S = 0.2
 
 
 def end_event(answer: Message) -> dict[str, Any]:
-    """The last event of an answer: its final state, as stored."""
+    """The last event of an answer: its final state, as stored, and the chat page's rendering
+    of it (sanitised markdown, citations, status) to replace the streamed text with."""
+    from django.template.loader import render_to_string
+
     return {
+        "html": render_to_string("ai/_message.html", {"message": answer}),
         "type": "end",
         "message_id": str(answer.public_id),
         "status": answer.status,

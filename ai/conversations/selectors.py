@@ -29,3 +29,23 @@ def api_conversation(*, tenant: Tenant, public_id: uuid.UUID) -> Conversation:
 def messages_of(*, tenant: Tenant, conversation: Conversation) -> QuerySet[Message]:
     with tenant_context(tenant):
         return conversation.messages.all()
+
+
+def user_conversations(*, tenant: Tenant, user_id: int) -> list[Conversation]:
+    """The person's own conversations on the chat page, most recent first."""
+    with tenant_context(tenant):
+        return list(Conversation.objects.filter(user_id=user_id)[:200])
+
+
+def user_conversation(*, tenant: Tenant, user_id: int, public_id: uuid.UUID) -> Conversation:
+    """One of the person's conversations; anyone else's answers like a missing one (404)."""
+    with tenant_context(tenant):
+        conversation = Conversation.objects.filter(public_id=public_id, user_id=user_id).first()
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+def conversation_messages(*, tenant: Tenant, conversation: Conversation) -> list[Message]:
+    with tenant_context(tenant):
+        return list(conversation.messages.order_by("created_at", "id"))
