@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-BENCHMARKS = ["provisioning", "gateway", "embeddings", "vectors"]
+BENCHMARKS = ["provisioning", "gateway", "api", "embeddings", "vectors"]
 
 
 def main(argv: list[str]) -> int:
