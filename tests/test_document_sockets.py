@@ -141,3 +141,34 @@ def test_an_idle_socket_stays_open_past_the_channel_layers_blocking_read():
         return event
 
     assert async_to_sync(run)() == {"event": "index"}
+
+
+def test_removing_a_member_or_signing_out_closes_their_open_sockets():
+    from tenants.models import Membership
+    from tenants.services.memberships import membership_remove
+
+    world = ensure_world()
+    host = host_of(world.acme)
+    bob = socket(host, session_of(host, world.bob))
+    alice_client = client_on(host, world.alice)
+    alice_here = socket(host, alice_client.cookies["sessionid"].value)
+    alice_elsewhere = socket(host, session_of(host, world.alice))  # another browser
+
+    async def run():
+        for communicator in (bob, alice_here, alice_elsewhere):
+            assert (await communicator.connect())[0]
+        membership = await sync_to_async(Membership.objects.get)(tenant=world.acme, user=world.bob)
+        await sync_to_async(membership_remove)(
+            tenant=world.acme, acting_user=world.alice, membership=membership
+        )
+        bob_closed = await bob.receive_output(timeout=5)
+        await sync_to_async(alice_client.post)("/accounts/logout/")
+        alice_closed = await alice_here.receive_output(timeout=5)
+        still_open = await alice_elsewhere.receive_nothing(timeout=0.5)
+        await alice_elsewhere.disconnect()
+        return bob_closed, alice_closed, still_open
+
+    bob_closed, alice_closed, still_open = async_to_sync(run)()
+    assert bob_closed == {"type": "websocket.close", "code": NOT_ALLOWED}
+    assert alice_closed == {"type": "websocket.close", "code": NOT_ALLOWED}
+    assert still_open  # signing out in one browser leaves the other's socket alone

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from saas.audit.services import audit_record
+from saas.lib.consumers import sockets_close_for_user
 from tenants.models import Membership, Role, Tenant, User
 
 LAST_OWNER = "A tenant needs at least one owner. Make someone else owner first."
@@ -78,8 +79,9 @@ def membership_remove(*, tenant: Tenant, acting_user: User, membership: Membersh
         acting = _acting_membership(tenant=tenant, user=acting_user)
         _check_can_manage(acting=acting, target=membership, new_role=None)
     _check_keeps_an_owner(tenant=tenant, target=membership)
-    email = membership.user.email
+    email, user_id = membership.user.email, membership.user_id
     membership.delete()
+    transaction.on_commit(lambda: sockets_close_for_user(tenant, user_id))
     audit_record(
         tenant=tenant,
         action="member.left" if leaving else "member.removed",
