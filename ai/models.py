@@ -130,3 +130,112 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+
+# --- bulk jobs (ai/jobs/) ----------------------------------------------------------------------
+
+
+class Job(models.Model):
+    """Many model calls submitted at once and worked through in the background (queue `bulk`).
+    Its counts move with its items, in the same transactions."""
+
+    class Kind(models.TextChoices):
+        PROMPTS = "prompts", "Prompts"  # room for summarize/classify over documents
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PROMPTS)
+    model = models.CharField(
+        max_length=80, blank=True, help_text="Atrium model key, or the route's."
+    )
+    system = models.TextField(blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total_items = models.PositiveIntegerField(default=0)
+    succeeded_items = models.PositiveIntegerField(default=0)
+    failed_items = models.PositiveIntegerField(default=0)
+    cancelled_items = models.PositiveIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    user_id = models.BigIntegerField(null=True, blank=True, help_text="Who submitted it (pages).")
+    api_key_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The key that submitted it."
+    )
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Last time a worker picked the job up: a job active but untouched for long lost its tasks.
+    touched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status"], name="ai_job_status")]
+
+    def __str__(self) -> str:
+        return f"job {self.public_id} ({self.status})"
+
+    @property
+    def done_items(self) -> int:
+        return self.succeeded_items + self.failed_items + self.cancelled_items
+
+    @property
+    def progress(self) -> int:
+        """Percent of the items finished (whatever their outcome)."""
+        return 100 if not self.total_items else self.done_items * 100 // self.total_items
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class JobItem(models.Model):
+    """One prompt of a job: one model call, or a few when retried after a provider outage."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items")
+    index = models.PositiveIntegerField()
+    custom_id = models.CharField(max_length=64, blank=True, help_text="The client's own id.")
+    input = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    output = models.TextField(blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Model calls made (outcome recorded)."
+    )
+    claims = models.PositiveSmallIntegerField(default=0, help_text="Times a worker took it.")
+    claim_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True, help_text="Retry not before.")
+    # The gateway call that produced the outcome (its usage ledger row has this request id).
+    request_id = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=80, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index"], name="ai_job_item_index"),
+        ]
+        indexes = [models.Index(fields=["job", "status"], name="ai_job_item_status")]
+
+    def __str__(self) -> str:
+        return f"item {self.index} of {self.job_id} ({self.status})"

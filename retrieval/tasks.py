@@ -64,7 +64,10 @@ REEMBED_STEP_S = 60
 REEMBED_RETRY_DELAYS_S = (10, 30, 60, 120, 300)
 
 
-@shared_task(bind=True, max_retries=len(REEMBED_RETRY_DELAYS_S), soft_time_limit=SOFT_TIME_LIMIT_S)
+@shared_task(
+    bind=True, max_retries=len(REEMBED_RETRY_DELAYS_S),
+    soft_time_limit=SOFT_TIME_LIMIT_S, time_limit=TIME_LIMIT_S,
+)  # fmt: skip
 def knowledge_base_reembed_task(self: Task) -> None:
     """Re-embed the tenant's knowledge base with the next model, then switch (retrieval.reindex)."""
     tenant = connection.tenant

@@ -196,6 +196,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # a worker that died whole (OOM, lost node) waits before another worker takes it.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=60),
 }
+# Every task is bounded (tasks that need longer set their own limits, all below the visibility
+# timeout; tests/test_celery_config.py checks): a hung call fails visibly instead of holding
+# a worker and being redelivered.
+CELERY_TASK_SOFT_TIME_LIMIT = 270
+CELERY_TASK_TIME_LIMIT = 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_TENANT_CACHE_SECONDS = 30
@@ -210,7 +215,7 @@ CELERY_TASK_ROUTES = {
     "ai.jobs.tasks.*": {"queue": "bulk"},
 }
 # Task modules outside an app's own tasks.py (which autodiscovery finds by itself).
-CELERY_IMPORTS = ["ai.jobs.tasks"]
+CELERY_IMPORTS = ["ai.conversations.tasks", "ai.jobs.tasks"]
 CELERY_TASK_QUEUES = [Queue(name) for name in ("interactive", "ingestion", "bulk", "billing")]
 
 # --- auth ------------------------------------------------------------------------------------

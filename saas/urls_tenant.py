@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from ai import chat_views
 from ai import views as ai_views
+from ai.jobs import views as jobs_views
 from retrieval import views as kb_views
 from tenants import api_keys_views, views
 
@@ -47,6 +48,9 @@ urlpatterns = [
         name="document_by_public_id",
     ),
     path("ask/", kb_views.AskView.as_view(), name="ask"),
+    path("jobs/", jobs_views.JobsView.as_view(), name="jobs"),
+    path("jobs/<uuid:job_id>/", jobs_views.JobView.as_view(), name="job"),
+    path("jobs/<uuid:job_id>/cancel/", jobs_views.JobCancelView.as_view(), name="job_cancel"),
     path("chat/", chat_views.ChatView.as_view(), name="chat"),
     path(
         "chat/<uuid:conversation_id>/", chat_views.ConversationView.as_view(), name="conversation"

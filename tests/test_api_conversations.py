@@ -44,8 +44,14 @@ def chat_requests(sim) -> list[dict]:
 
 
 def usage_rows(tenant) -> int:
+    """Ledger rows of this tenant's conversation answers (by their request ids: rows other
+    tests committed do not count)."""
     usage_flush()
-    return UsageRecord.objects.filter(tenant=tenant, feature__in=["chat", "answer"]).count()
+    with schema_context(tenant.schema_name):
+        request_ids = list(
+            Message.objects.filter(role="assistant").values_list("request_id", flat=True)
+        )
+    return UsageRecord.objects.filter(tenant=tenant, request_id__in=request_ids).count()
 
 
 def test_a_conversation_answers_with_its_history_and_lists_its_messages(world, acme, sim):

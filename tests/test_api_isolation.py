@@ -12,7 +12,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import schema_context
 
-from ai.models import Conversation, Message
+from ai.models import Conversation, Job, JobItem, Message
 from retrieval.models import Chunk, Document
 from saas.webhooks.models import WebhookEndpoint
 from tenants.models import APIKey
@@ -36,6 +36,8 @@ def acme_state() -> tuple:
             list(Conversation.objects.values_list("public_id", "title")),
             list(Message.objects.values_list("public_id", "status", "content")),
             list(WebhookEndpoint.objects.values_list("public_id", "url", "is_active", "events")),
+            list(Job.objects.values_list("public_id", "status", "cancelled_items")),
+            list(JobItem.objects.values_list("pk", "status", "output")),
         )
 
 
@@ -61,10 +63,14 @@ def test_globex_reaches_no_acme_object_through_any_operation(
             {"url": "https://hooks.example.com/acme"},
             content_type="application/json",
         ).json()
+        job = acme.post(
+            "/api/v1/jobs", {"prompts": ["Acme only"]}, content_type="application/json"
+        ).json()
     ids = {
         "document_id": document["id"],
         "conversation_id": conversation["id"],
         "webhook_id": webhook["id"],
+        "job_id": job["id"],
     }
     before = acme_state()
 
@@ -104,4 +110,7 @@ def test_globex_reaches_no_acme_object_through_any_operation(
         "POST /api/v1/webhooks/{webhook_id}/rotate-secret",
         "POST /api/v1/webhooks/{webhook_id}/test",
         "GET /api/v1/webhooks/{webhook_id}/deliveries",
+        "GET /api/v1/jobs/{job_id}",
+        "GET /api/v1/jobs/{job_id}/results",
+        "POST /api/v1/jobs/{job_id}/cancel",
     } <= set(checked)

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from ai import api as ai_api
 from ai.conversations import api as chat_api
+from ai.jobs import api as jobs_api
 from billing import api as billing_api
 from retrieval import api as retrieval_api
 from saas.api.errors import not_found
@@ -27,6 +28,11 @@ v1 = [
         chat_api.MessagesAPI.as_view(),
         name="api_messages",
     ),
+    # Bulk jobs (ai/jobs/api.py)
+    path("jobs", jobs_api.JobsAPI.as_view(), name="api_jobs"),
+    path("jobs/<uuid:job_id>", jobs_api.JobAPI.as_view(), name="api_job"),
+    path("jobs/<uuid:job_id>/results", jobs_api.JobResultsAPI.as_view(), name="api_job_results"),
+    path("jobs/<uuid:job_id>/cancel", jobs_api.JobCancelAPI.as_view(), name="api_job_cancel"),
     # OpenAI-compatible (ai/api.py)
     path("chat/completions", ai_api.ChatCompletionsAPI.as_view(), name="api_chat_completions"),
     path("embeddings", ai_api.EmbeddingsAPI.as_view(), name="api_embeddings"),

@@ -1,0 +1,220 @@
+"""Writes for bulk jobs: submit, cancel, finalize. Model calls happen in processing.py (tasks)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from ai.gateway import GatewayError
+from ai.jobs.selectors import job_model_allowed
+from ai.models import Job, JobItem
+from saas.audit.services import audit_record
+from saas.lib.tasks import enqueue_for
+from saas.webhooks.services import webhook_emit
+from tenants.models import APIKey, Tenant, User
+from tenants.selectors import membership_for
+
+CUSTOM_ID_MAX_CHARS = 64
+
+
+@dataclass(frozen=True)
+class JobInput:
+    prompt: str
+    custom_id: str = ""
+
+
+class JobLimitReached(Exception):
+    """The tenant already has JOBS_MAX_ACTIVE_PER_TENANT jobs queued or running."""
+
+
+def job_inputs_check(inputs: list[JobInput], *, system: str = "") -> None:
+    """The size limits, with messages per field (`items`, `items.3.prompt`, `system`)."""
+    errors: dict[str, list[str]] = {}
+    if not inputs:
+        errors["items"] = ["Send at least one prompt."]
+    elif len(inputs) > settings.JOBS_MAX_ITEMS:
+        errors["items"] = [
+            f"A job takes at most {settings.JOBS_MAX_ITEMS} prompts; this one has {len(inputs)}. "
+            "Split it into several jobs."
+        ]
+    limit = settings.JOBS_MAX_PROMPT_CHARS
+    seen: set[str] = set()
+    for index, item in enumerate(inputs[: settings.JOBS_MAX_ITEMS]):
+        if not item.prompt.strip():
+            errors[f"items.{index}.prompt"] = ["This prompt is empty."]
+        elif len(item.prompt) > limit:
+            errors[f"items.{index}.prompt"] = [
+                f"Use at most {limit} characters (this prompt has {len(item.prompt)})."
+            ]
+        if item.custom_id:
+            if len(item.custom_id) > CUSTOM_ID_MAX_CHARS:
+                errors[f"items.{index}.custom_id"] = [
+                    f"Use at most {CUSTOM_ID_MAX_CHARS} characters."
+                ]
+            elif item.custom_id in seen:
+                errors[f"items.{index}.custom_id"] = ["Another item of this job has this id."]
+            seen.add(item.custom_id)
+    if len(system) > limit:
+        errors["system"] = [f"Use at most {limit} characters (this one has {len(system)})."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def job_submit(
+    *,
+    tenant: Tenant,
+    inputs: list[JobInput],
+    model: str = "",
+    system: str = "",
+    max_tokens: int | None = None,
+    api_key: APIKey | None = None,
+    user: User | None = None,
+) -> Job:
+    """Store a job with one item per prompt and queue its work once the transaction commits.
+    Raises ValidationError (messages per field) and JobLimitReached."""
+    job_inputs_check(inputs, system=system)
+    if model:
+        try:
+            allowed = job_model_allowed(tenant=tenant, model=model)
+        except GatewayError as error:
+            raise ValidationError({"model": [error.message]}) from None
+        if not allowed:
+            raise ValidationError({"model": [f"The model '{model}' is not available to you."]})
+    with tenant_context(tenant), transaction.atomic():
+        # One submission at a time per tenant (the table is the tenant's own), so parallel
+        # requests cannot pass the active-jobs limit together.
+        with connection.cursor() as cursor:
+            table = connection.ops.quote_name(Job._meta.db_table)
+            cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        limit = settings.JOBS_MAX_ACTIVE_PER_TENANT
+        if Job.objects.filter(status__in=Job.ACTIVE).count() >= limit:
+            raise JobLimitReached(
+                f"This workspace already has {limit} jobs queued or running, the most allowed. "
+                "Wait for one to finish or cancel one."
+            )
+        job = Job.objects.create(
+            model=model, system=system, max_tokens=max_tokens, total_items=len(inputs),
+            api_key_id=api_key.pk if api_key else None, user_id=user.pk if user else None,
+        )  # fmt: skip
+        JobItem.objects.bulk_create(
+            [
+                JobItem(job=job, index=index, input=item.prompt, custom_id=item.custom_id)
+                for index, item in enumerate(inputs)
+            ],
+            batch_size=500,
+        )
+        audit_record(
+            tenant=tenant, action="job.created", actor=user, target=str(job.public_id),
+            data={"items": len(inputs), "model": model,
+                  **({"api_key": api_key.key_id} if api_key else {})},
+        )  # fmt: skip
+        # A few task chains per job (each takes one of the tenant's bulk slots when it runs).
+        chains = min(
+            settings.JOBS_TENANT_CONCURRENCY, math.ceil(len(inputs) / settings.JOBS_BATCH_SIZE)
+        )
+        transaction.on_commit(partial(job_enqueue, tenant, job.pk, chains=chains))
+    return job
+
+
+def job_enqueue(tenant: Tenant, job_id: int, *, chains: int = 1, countdown: float | None = None):
+    """Queue `chains` task chains working on the job (queue `bulk`, in the tenant's schema)."""
+    from ai.jobs.tasks import job_process_task
+
+    for _ in range(chains):
+        enqueue_for(tenant, job_process_task, countdown=countdown, job_id=job_id)
+
+
+def job_cancel(
+    *, tenant: Tenant, job: Job, user: User | None = None, api_key: APIKey | None = None
+) -> Job:
+    """Cancel the job's pending items; items already running finish (and are billed). A job
+    that is no longer queued or running is returned unchanged. From a page, only admins and
+    the job's submitter may cancel (PermissionDenied)."""
+    if user is not None:
+        membership = membership_for(tenant=tenant, user=user)
+        if membership is None or not (membership.is_admin or job.user_id == user.pk):
+            raise PermissionDenied("Only admins and the person who started a job can cancel it.")
+    with tenant_context(tenant), transaction.atomic():
+        # The job row, then its pending items. Workers lock an item and then update the job,
+        # but only items they hold (running), which this does not touch: no lock cycle.
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status not in Job.ACTIVE:
+            return locked
+        now = timezone.now()
+        cancelled = JobItem.objects.filter(job_id=locked.pk, status=JobItem.Status.PENDING).update(
+            status=JobItem.Status.CANCELLED, finished_at=now, due_at=None
+        )
+        running = JobItem.objects.filter(job_id=locked.pk, status=JobItem.Status.RUNNING).exists()
+        Job.objects.filter(pk=locked.pk).update(
+            status=Job.Status.CANCELLED, cancelled_items=F("cancelled_items") + cancelled,
+            finished_at=None if running else now,
+        )  # fmt: skip
+        audit_record(
+            tenant=tenant, action="job.cancelled", actor=user, target=str(locked.public_id),
+            data={"cancelled_items": cancelled,
+                  **({"api_key": api_key.key_id} if api_key else {})},
+        )  # fmt: skip
+        return Job.objects.get(pk=locked.pk)
+
+
+def job_finalize(*, tenant: Tenant, job_id: int) -> Job | None:
+    """Once no item is pending or running: the job is completed (failed if every item failed),
+    `finished_at` is set and `job.completed` / `job.failed` is sent to the tenant's webhook
+    endpoints, exactly once (the job row is locked and `finished_at` checked). A cancelled
+    job's stragglers (put back after a retriable failure, or left by a dead worker) are
+    cancelled here."""
+    with tenant_context(tenant), transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.finished_at is not None:
+            return job
+        items = JobItem.objects.filter(job_id=job.pk)
+        if job.status == Job.Status.CANCELLED:
+            # Items a worker put back after the cancellation, and items whose worker died.
+            now = timezone.now()
+            late = items.filter(
+                Q(status=JobItem.Status.PENDING)
+                | Q(status=JobItem.Status.RUNNING, lease_expires_at__lt=now)
+            ).update(status=JobItem.Status.CANCELLED, finished_at=now, due_at=None)
+            job.cancelled_items += late
+        if items.filter(status__in=[JobItem.Status.PENDING, JobItem.Status.RUNNING]).exists():
+            return job
+        event = None
+        if job.status in Job.ACTIVE:
+            all_failed = job.total_items > 0 and job.failed_items == job.total_items
+            job.status = Job.Status.FAILED if all_failed else Job.Status.COMPLETED
+            if all_failed:
+                first = items.exclude(error="").values_list("error", flat=True).first() or ""
+                job.error = f"Every item failed. First reason: {first}"[:300]
+            event = "job.failed" if all_failed else "job.completed"
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "finished_at", "cancelled_items"])
+        if event is not None:
+            webhook_emit(tenant=tenant, event_type=event, data=job_event_data(job))
+        return job
+
+
+def job_event_data(job: Job) -> dict[str, Any]:
+    """What a job's webhook event carries: counts and links, no prompt or output."""
+    return {
+        "job_id": str(job.public_id),
+        "status": job.status,
+        "total_items": job.total_items,
+        "succeeded_items": job.succeeded_items,
+        "failed_items": job.failed_items,
+        "cancelled_items": job.cancelled_items,
+        "input_tokens": job.input_tokens,
+        "output_tokens": job.output_tokens,
+        "cost_micros": job.cost_micros,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "results_url": f"/api/v1/jobs/{job.public_id}/results",
+    }

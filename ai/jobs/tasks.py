@@ -1,0 +1,105 @@
+"""Bulk job tasks (queue `bulk`). Queued from a tenant's context, they run in it.
+
+Fairness: a job is never worked through in one task. Each task takes one of the tenant's bulk
+slots (JOBS_TENANT_CONCURRENCY across all workers), works one batch (JOBS_BATCH_SIZE items),
+then queues its continuation at the back of the queue, behind every other tenant's waiting
+tasks; a task that finds its tenant at the cap goes to the back too. So a tenant's 1000-item job
+holds at most its slots, a batch at a time, and a small job of another tenant runs after at
+most one batch per busy worker."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import redis
+from celery import Task, shared_task
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from ai.jobs.processing import job_step
+from ai.jobs.services import job_enqueue
+from ai.models import Job
+from saas.lib.semaphore import Semaphore
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+# A task that finds its tenant at the cap comes back after this many seconds (jittered, so a
+# tenant's waiting tasks do not all come back at once).
+REQUEUE_DELAY_S = (1.0, 2.0)
+# A batch stops taking items after processing.STEP_BUDGET_S (120 s); one call may then still
+# run up to AI_DEADLINE_S. Both limits stay below the broker's visibility timeout (900 s).
+SOFT_TIME_LIMIT_S = 420
+TIME_LIMIT_S = 480
+
+
+def bulk_slots() -> Semaphore:
+    """Per-tenant bulk slots (keys are tenant schemas)."""
+    return Semaphore("bulk", lease_s=settings.JOBS_TENANT_LEASE_S)
+
+
+@shared_task(bind=True, soft_time_limit=SOFT_TIME_LIMIT_S, time_limit=TIME_LIMIT_S)
+def job_process_task(self: Task, *, job_id: int) -> None:
+    """Work one batch of the job's items, then queue the continuation (if anything is left)."""
+    tenant = connection.tenant
+    in_tenant_slot(self, tenant, lambda: _work(self, tenant, job_id), job_id=job_id)
+
+
+def _work(task: Task, tenant: Tenant, job_id: int) -> None:
+    step = job_step(tenant=tenant, job_id=job_id, max_items=settings.JOBS_BATCH_SIZE)
+    if step.more:
+        job_enqueue(tenant, job_id)  # at the back of the queue
+    elif step.wait_s is not None:
+        if task.app.conf.task_always_eager and not step.processed:
+            # Run inline (tests, no worker): a countdown would not wait, only recurse. The
+            # beat's resume task picks the job up in a real deployment.
+            return
+        job_enqueue(tenant, job_id, countdown=step.wait_s)
+
+
+def in_tenant_slot(task: Task, tenant: Tenant, work: Callable[[], None], **kwargs: int) -> None:
+    """Run `work` in one of the tenant's bulk slots, or queue the task again (same
+    arguments) behind other tenants' tasks when the tenant is at its cap."""
+    if task.app.conf.task_always_eager:  # requeues would run inline: no queue to be fair in
+        work()
+        return
+    try:
+        lease = bulk_slots().acquire(tenant.schema_name, limit=settings.JOBS_TENANT_CONCURRENCY)
+    except redis.RedisError as error:
+        # Working uncapped beats leaving the jobs queued until Redis is back.
+        logger.warning("bulk slots unavailable, working uncapped: %s", error)
+        work()
+        return
+    if lease is None:
+        countdown = random.uniform(*REQUEUE_DELAY_S)  # noqa: S311 (jitter, not a secret)
+        with tenant_context(tenant):
+            task.apply_async(kwargs=kwargs, countdown=countdown)
+        return
+    with lease:  # kept alive while working, released at the end (whatever happens)
+        work()
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def jobs_resume_stalled_task() -> None:
+    """Every minute (beat): queue a task for each active job no task has touched for a while
+    (its task chain was lost: a worker crashed past the broker's redelivery, say). A duplicate
+    chain is harmless: items are claimed one by one."""
+    stalled_after = timedelta(seconds=2 * settings.JOBS_ITEM_LEASE_S)
+    for tenant in Tenant.objects.filter(status=Tenant.Status.ACTIVE):
+        with tenant_context(tenant):
+            cutoff = timezone.now() - stalled_after
+            stalled = list(
+                Job.objects.filter(status__in=Job.ACTIVE, created_at__lt=cutoff)
+                .exclude(touched_at__gte=cutoff)
+                .values_list("pk", flat=True)
+            )
+            if stalled:
+                Job.objects.filter(pk__in=stalled).update(touched_at=timezone.now())
+        for job_id in stalled:
+            logger.warning("bulk job %s of %s stalled: queued again", job_id, tenant.schema_name)
+            job_enqueue(tenant, job_id)
