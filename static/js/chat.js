@@ -15,9 +15,10 @@ document.addEventListener("DOMContentLoaded", () => {
   let current = chat.dataset.generating ? { id: chat.dataset.generating, seq: 0 } : null;
 
   const busy = (on) => {
-    sendButton.disabled = on;
+    sendButton.disabled = on || !socket || socket.readyState !== WebSocket.OPEN;
     stopButton.hidden = !on;
   };
+  busy(Boolean(current));
   const showError = (text) => {
     errorBox.textContent = text;
     errorBox.hidden = !text;
@@ -73,6 +74,7 @@ document.addEventListener("DOMContentLoaded", () => {
     socket = new WebSocket(`${scheme}://${location.host}${chat.dataset.socketPath}`);
     socket.addEventListener("open", () => {
       retryMs = 1000;
+      busy(Boolean(current));
       if (current) {
         busy(true);
         socket.send(JSON.stringify({ type: "resume", message_id: current.id, after: current.seq }));
@@ -80,6 +82,7 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     socket.addEventListener("message", (message) => onEvent(JSON.parse(message.data)));
     socket.addEventListener("close", (event) => {
+      sendButton.disabled = true; // until the socket is back: a message now would be lost
       if (event.code === 4403) return showError("This conversation is not available.");
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 30000);
