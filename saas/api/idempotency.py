@@ -154,8 +154,10 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
             claim_or_replay.release()
         elif getattr(response, "streaming", False):
             claim_or_replay.watch(response)
-        else:
+        elif isinstance(response, Response):
             claim_or_replay.keep(response.status_code, response.data)
+        else:  # a body this module cannot replay: the retry runs again
+            claim_or_replay.release()
         return response
 
     return run
