@@ -146,6 +146,12 @@ def knowledge_search(
     ).vectors[0]
     limit = k * CANDIDATES_PER_RESULT
     with tenant_context(tenant), transaction.atomic():
+        with connection.cursor() as cursor:
+            # pgvector's default candidate list (40) misses ~6% of the top 10 at 100k chunks.
+            cursor.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true)",
+                [str(settings.RETRIEVAL_HNSW_EF_SEARCH)],
+            )
         chunks = Chunk.objects.filter(
             document__status=Document.Status.READY, embedding_model=serving
         )
