@@ -9,8 +9,8 @@ host's tenant, gets the socket (tenant, session, origin and membership as every 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -29,6 +29,8 @@ from saas.lib.consumers import (
 )
 from saas.lib.ratelimit import Bucket, buckets_take
 from saas.lib.redis import async_client
+
+logger = logging.getLogger(__name__)
 
 CHAT_FRAME_LIMIT = 40_000  # a message of MAX_MESSAGE_CHARS, JSON-escaped, fits
 CLOSE_POLICY = 1008  # frames that are not the protocol
@@ -150,23 +152,32 @@ class ChatConsumer(TenantMemberConsumer):
 
     async def _relay_events(self, message_id: str, after: int) -> None:
         """The answer's events after `after`, live until its `end` (from the database once
-        the stream has expired)."""
+        the stream has expired). A relay that fails (Redis unreachable, say) tells the page
+        instead of going quiet; the answer goes on in its worker and a reload shows it."""
+        try:
+            await self._relay_until_end(message_id, after)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("chat relay failed")
+            await self._error("relay_failed", "Live updates stopped. Reload to see the answer.")
+
+    async def _relay_until_end(self, message_id: str, after: int) -> None:
         client = async_client()
         key = live.stream_key(self.tenant.schema_name, message_id)
         seq = after
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                events = await live.read_after(client, key, seq)
-                for event in events:
-                    await self.send_json(event)
-                    seq = event["seq"]
-                    if event["type"] == "end":
-                        return
-                if not events and not await client.exists(key):
-                    stored = await self._message(message_id)
-                    if stored is not None and stored.status != Message.Status.GENERATING:
-                        await self.send_json({**end_event(stored), "seq": seq + 1})
-                        return
+        while True:
+            events = await live.read_after(client, key, seq)
+            for event in events:
+                await self.send_json(event)
+                seq = event["seq"]
+                if event["type"] == "end":
+                    return
+            if not events and not await client.exists(key):
+                stored = await self._message(message_id)
+                if stored is not None and stored.status != Message.Status.GENERATING:
+                    await self.send_json({**end_event(stored), "seq": seq + 1})
+                    return
 
     async def _error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})

@@ -148,8 +148,14 @@ class Job(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        # Batch mode: the items are at the provider as one batch, polled until it ends.
+        SUBMITTED = "submitted", "Submitted to the provider"
 
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    class Mode(models.TextChoices):
+        DIRECT = "direct", "Direct (one call per item)"
+        BATCH = "batch", "Provider batch (lower price, results within 24 h)"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING, Status.SUBMITTED)
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PROMPTS)
@@ -159,6 +165,14 @@ class Job(models.Model):
     system = models.TextField(blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.DIRECT)
+    # Batch mode (ai/jobs/batch.py): the provider's batch, the Atrium model it was sent to,
+    # whether the tenant's own key (BYOK) sent it, and its state as last seen ("submitting"
+    # while being sent, "collected" once every result is stored).
+    batch_id = models.CharField(max_length=120, blank=True)
+    batch_model = models.CharField(max_length=80, blank=True)
+    batch_byok = models.BooleanField(default=False)
+    batch_status = models.CharField(max_length=32, blank=True)
     total_items = models.PositiveIntegerField(default=0)
     succeeded_items = models.PositiveIntegerField(default=0)
     failed_items = models.PositiveIntegerField(default=0)

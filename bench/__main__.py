@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-BENCHMARKS = ["provisioning", "gateway", "api", "embeddings", "vectors"]
+BENCHMARKS = ["provisioning", "gateway", "api", "embeddings", "vectors", "streams", "retrieval"]
 
 
 def main(argv: list[str]) -> int:

@@ -258,3 +258,39 @@ def test_sends_are_rate_limited_per_person(chat, queued, settings):
 
     refusal = async_to_sync(run)()
     assert refusal["code"] == "rate_limited" and refusal["retry_after"] >= 1
+
+
+def test_hundreds_of_relays_can_wait_on_redis_at_once():
+    """Each open chat socket's relay holds a Redis connection in a blocking read; redis-py's
+    default pool (100) would make the 101st fail and its page go silent."""
+
+    async def run():
+        client = async_client()
+        reads = [
+            live.read_after(client, f"atrium:test-relay:{n}", 0, block_ms=300) for n in range(150)
+        ]
+        return await asyncio.gather(*reads)
+
+    assert async_to_sync(run)() == [[]] * 150
+
+
+def test_a_relay_that_fails_tells_the_page(chat, queued, monkeypatch):
+    world, conversation, host = chat
+
+    async def unreachable(*args, **kwargs):
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(live, "read_after", unreachable)
+    communicator = socket(host, world.alice, conversation.public_id)
+
+    async def run():
+        assert (await communicator.connect())[0]
+        await communicator.send_json_to({"type": "send", "content": "Hello"})
+        started = await communicator.receive_json_from(timeout=20)
+        failure = await communicator.receive_json_from(timeout=20)
+        await communicator.disconnect()
+        return started, failure
+
+    started, failure = async_to_sync(run)()
+    assert started["type"] == "started"
+    assert failure["type"] == "error" and failure["code"] == "relay_failed"

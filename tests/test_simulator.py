@@ -536,3 +536,94 @@ def test_it_exposes_the_script_log_and_config_over_http(provider_sim, oai):
     assert control(provider_sim, "DELETE", "/_sim/script") == (200, {"cleared": 2})
     assert control(provider_sim, "POST", "/_sim/script", {"steps": [{"fault": "nope"}]})[0] == 400
     assert control(provider_sim, "GET", "/_sim/nothing")[0] == 404
+
+
+# -- batch APIs ------------------------------------------------------------------------------
+
+
+def batch_file(client: openai.OpenAI, *custom_ids: str) -> str:
+    lines = [
+        json.dumps(
+            {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
+             "body": {"model": "gpt-sim", "messages": [{"role": "user", "content": f"Hi {cid}"}]}}
+        )
+        for cid in custom_ids
+    ]  # fmt: skip
+    upload = client.files.create(file=("in.jsonl", "\n".join(lines).encode()), purpose="batch")
+    assert upload.purpose == "batch" and upload.bytes > 0
+    return upload.id
+
+
+def jsonl(text: str) -> dict[str, Any]:
+    return {line["custom_id"]: line for line in map(json.loads, text.splitlines())}
+
+
+def test_it_runs_openai_batches_with_output_and_error_files(provider_sim, oai):
+    provider_sim.configure(batch_polls=1)
+    provider_sim.script({"fault": "status", "code": 400, "custom_id": "b"})
+    batch = oai.batches.create(
+        input_file_id=batch_file(oai, "a", "b"), endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )  # fmt: skip
+    assert batch.status == "validating"
+    assert oai.batches.retrieve(batch.id).status == "in_progress"  # the one poll configured
+    done = oai.batches.retrieve(batch.id)
+    assert done.status == "completed" and done.request_counts.failed == 1
+    output = jsonl(oai.files.content(done.output_file_id).text)
+    assert output["a"]["response"]["status_code"] == 200
+    answer = output["a"]["response"]["body"]["choices"][0]["message"]["content"]
+    assert answer.startswith("Simulated answer: Hi a")
+    errors = jsonl(oai.files.content(done.error_file_id).text)
+    assert errors["b"]["response"]["status_code"] == 400
+    assert provider_sim.requests("/v1/chat/completions") == []  # no separate chat calls
+    assert provider_sim.batches()[0]["custom_ids"] == ["a", "b"]
+
+
+def test_it_cancels_and_expires_openai_batches(provider_sim, oai):
+    file_id = batch_file(oai, "a")
+    provider_sim.configure(batch_polls=3)
+    batch = oai.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert oai.batches.cancel(batch.id).status == "cancelling"
+    cancelled = oai.batches.retrieve(batch.id)
+    assert cancelled.status == "cancelled" and cancelled.output_file_id is None
+    assert jsonl(oai.files.content(cancelled.error_file_id).text)["a"]["error"]["code"] == (
+        "batch_cancelled"
+    )
+    provider_sim.configure(batch_polls=0)
+    provider_sim.script({"fault": "batch_expired", "path": "/v1/batches"})
+    expired = oai.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    expired = oai.batches.retrieve(expired.id)
+    assert expired.status == "expired"
+    assert jsonl(oai.files.content(expired.error_file_id).text)["a"]["error"]["code"] == (
+        "batch_expired"
+    )
+    with pytest.raises(openai.NotFoundError):
+        oai.batches.retrieve("batch_missing")
+
+
+def test_it_runs_anthropic_message_batches(provider_sim, ant):
+    provider_sim.configure(batch_polls=1)
+    provider_sim.script({"fault": "status", "code": 400, "custom_id": "b"})
+    params = {"model": "claude-sim", "max_tokens": 50, "messages": QUESTION}
+    batch = ant.messages.batches.create(
+        requests=[{"custom_id": cid, "params": params} for cid in ("a", "b")]
+    )
+    assert batch.processing_status == "in_progress" and batch.results_url is None
+    assert ant.messages.batches.retrieve(batch.id).processing_status == "in_progress"
+    ended = ant.messages.batches.retrieve(batch.id)
+    assert ended.processing_status == "ended" and ended.request_counts.errored == 1
+    results = {r.custom_id: r.result for r in ant.messages.batches.results(batch.id)}
+    assert results["a"].type == "succeeded"
+    assert results["a"].message.usage.output_tokens == ANSWER_TOKENS
+    assert results["b"].type == "errored"
+    assert results["b"].error.error.type == "invalid_request_error"
+    assert provider_sim.requests("/v1/messages") == []
+
+    other = ant.messages.batches.create(requests=[{"custom_id": "c", "params": params}])
+    assert ant.messages.batches.cancel(other.id).processing_status == "canceling"
+    assert ant.messages.batches.retrieve(other.id).processing_status == "ended"
+    assert [r.result.type for r in ant.messages.batches.results(other.id)] == ["canceled"]

@@ -57,6 +57,13 @@ class ModelPrice(models.Model):
     input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     cached_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    # The one place the batch price is decided (ai.gateway.batch): calls sent through the
+    # provider's batch API cost this much less (OpenAI and Anthropic both take 50% off).
+    batch_discount_percent = models.PositiveSmallIntegerField(
+        default=50,
+        validators=[MaxValueValidator(100)],
+        help_text="Percent off every rate for calls made through the provider's batch API.",
+    )
 
     class Meta:
         ordering = ["model", "-effective_from"]

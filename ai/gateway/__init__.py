@@ -6,6 +6,9 @@
     async with stream(caller=..., messages=...) as s:
         async for item in s: ...   # Delta(text) ..., then Done(result)
 
+Provider batches (many prompts as one OpenAI/Anthropic batch, at the batch price) are in
+ai.gateway.batch: batch_submit, batch_poll, batch_collect, batch_cancel (+ *_sync).
+
 Sync code uses complete_sync / embed_sync. Every call is switched (feature flags), guarded,
 routed (plan tier, tenant policy, BYOK keys), retried and failed over, cached per tenant, and
 metered exactly once in the usage ledger under (tenant, request id).
@@ -13,6 +16,16 @@ metered exactly once in the usage ledger under (tenant, request id).
 
 from asgiref.sync import async_to_sync
 
+from ai.gateway.batch import (
+    BatchOutcome,
+    BatchPrompt,
+    BatchTicket,
+    batch_cancel,
+    batch_check,
+    batch_collect,
+    batch_poll,
+    batch_submit,
+)
 from ai.gateway.core import EmbedResult, complete, embed
 from ai.gateway.errors import (
     AIDisabled,
@@ -28,10 +41,17 @@ from ai.gateway.types import Caller, ContextDoc, Delta, Done, Prompt, Result
 
 complete_sync = async_to_sync(complete)
 embed_sync = async_to_sync(embed)
+batch_submit_sync = async_to_sync(batch_submit)
+batch_poll_sync = async_to_sync(batch_poll)
+batch_collect_sync = async_to_sync(batch_collect)
+batch_cancel_sync = async_to_sync(batch_cancel)
 
 __all__ = [
     "AIDisabled",
     "AllProvidersFailed",
+    "BatchOutcome",
+    "BatchPrompt",
+    "BatchTicket",
     "Caller",
     "ContextDoc",
     "Delta",
@@ -45,6 +65,15 @@ __all__ = [
     "ProviderRefused",
     "Result",
     "StructuredOutputInvalid",
+    "batch_cancel",
+    "batch_cancel_sync",
+    "batch_check",
+    "batch_collect",
+    "batch_collect_sync",
+    "batch_poll",
+    "batch_poll_sync",
+    "batch_submit",
+    "batch_submit_sync",
     "complete",
     "complete_sync",
     "embed",

@@ -32,13 +32,18 @@ class JobSerializer(serializers.ModelSerializer):
     progress = serializers.IntegerField(
         read_only=True, help_text="Percent of the items finished, whatever their outcome."
     )
+    batch_status = serializers.CharField(
+        read_only=True,
+        help_text="Batch mode: the provider batch's state as last seen (empty before it is sent).",
+    )
 
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "status", "model", "system", "max_tokens", "total_items",
-            "succeeded_items", "failed_items", "cancelled_items", "progress", "input_tokens",
-            "output_tokens", "cost_micros", "error", "created_at", "started_at", "finished_at",
+            "id", "kind", "mode", "status", "batch_status", "model", "system", "max_tokens",
+            "total_items", "succeeded_items", "failed_items", "cancelled_items", "progress",
+            "input_tokens", "output_tokens", "cost_micros", "error", "created_at", "started_at",
+            "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -82,6 +87,11 @@ class JobCreateSerializer(serializers.Serializer):
         help_text="A system prompt for every item.",
     )  # fmt: skip
     max_tokens = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    mode = serializers.ChoiceField(
+        choices=Job.Mode.choices, required=False, default=Job.Mode.DIRECT,
+        help_text="`batch`: sent as one provider batch (OpenAI or Anthropic models only) at the "
+        "provider's batch price (half, by default), results within 24 hours.",
+    )  # fmt: skip
 
     def validate(self, data: dict) -> dict:
         if ("items" in data) == ("prompts" in data):
@@ -119,7 +129,8 @@ class JobsAPI(TenantAPIView):
         parameters=[IDEMPOTENCY_KEY],
         responses={202: JobSerializer, **IDEMPOTENT_RESPONSES},
         description="Queue a job of many prompts (JOBS_MAX_ITEMS at most; one model call each, "
-        "billed like any other). Answers at once; poll the job or receive the `job.completed` "
+        "billed like any other; `mode: batch` sends them as one provider batch at its lower "
+        "price). Answers at once; poll the job or receive the `job.completed` "
         "/ `job.failed` webhook, then read its results. Too many active jobs: 429.",
     )
     @idempotent
@@ -134,6 +145,7 @@ class JobsAPI(TenantAPIView):
                 model=data.get("model", ""),
                 system=data.get("system", ""),
                 max_tokens=data.get("max_tokens"),
+                mode=data.get("mode", Job.Mode.DIRECT),
                 api_key=request.auth,
             )
         except ValidationError as error:

@@ -73,12 +73,17 @@ def item_request_id(job: Job, index: int, attempt: int) -> str:
 
 def job_step(*, tenant: Tenant, job_id: int, max_items: int) -> Step:
     """Work on the job for at most `max_items` items (and STEP_BUDGET_S), in the tenant's
-    schema. Finalizes the job when nothing is left."""
+    schema (a batch-mode job: submit, poll or collect its provider batch, ai/jobs/batch.py).
+    Finalizes the job when nothing is left."""
     with tenant_context(tenant):
         job = Job.objects.filter(pk=job_id).first()
         if job is None or job.finished_at is not None:
             return Step()
         Job.objects.filter(pk=job.pk).update(touched_at=timezone.now())
+        if job.mode == Job.Mode.BATCH:
+            from ai.jobs.batch import job_batch_step  # it builds on this module
+
+            return job_batch_step(tenant=tenant, job=job)
         provider = job_provider_key(tenant=tenant, model=job.model)
         deadline = time.monotonic() + STEP_BUDGET_S
         processed = 0

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django_tenants.utils import tenant_context
 
-from ai.gateway import GatewayError
+from ai.gateway import GatewayError, batch_check
 from ai.gateway.config import config_snapshot
 from ai.gateway.routing import route_targets, tenant_credentials, usable_models
 from ai.models import Job, JobItem
@@ -78,3 +78,12 @@ def job_provider_key(*, tenant: Tenant, model: str) -> str:
     first = targets[0]
     provider = first.model.provider
     return f"{provider}:{tenant.schema_name}" if first.credentials.byok else provider
+
+
+def job_batch_refusal(*, tenant: Tenant, model: str) -> str:
+    """Why a job of `model` (empty: the route's) cannot be sent as a provider batch now, or ""."""
+    try:
+        batch_check(tenant=tenant, feature=FEATURE, model=model or None)
+    except GatewayError as error:
+        return error.message
+    return ""

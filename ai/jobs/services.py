@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from ai.gateway import GatewayError
-from ai.jobs.selectors import job_model_allowed
+from ai.jobs.selectors import job_batch_refusal, job_model_allowed
 from ai.models import Job, JobItem
 from saas.audit.services import audit_record
 from saas.lib.tasks import enqueue_for
@@ -76,12 +76,17 @@ def job_submit(
     model: str = "",
     system: str = "",
     max_tokens: int | None = None,
+    mode: str = Job.Mode.DIRECT,
     api_key: APIKey | None = None,
     user: User | None = None,
 ) -> Job:
     """Store a job with one item per prompt and queue its work once the transaction commits.
-    Raises ValidationError (messages per field) and JobLimitReached."""
+    `mode` "batch": sent as one provider batch at the batch price (OpenAI and Anthropic models
+    only: any other is refused here, never silently sent direct). Raises ValidationError
+    (messages per field) and JobLimitReached."""
     job_inputs_check(inputs, system=system)
+    if mode not in Job.Mode.values:
+        raise ValidationError({"mode": [f"Use one of {', '.join(Job.Mode.values)}."]})
     if model:
         try:
             allowed = job_model_allowed(tenant=tenant, model=model)
@@ -89,6 +94,10 @@ def job_submit(
             raise ValidationError({"model": [error.message]}) from None
         if not allowed:
             raise ValidationError({"model": [f"The model '{model}' is not available to you."]})
+    if mode == Job.Mode.BATCH:
+        refusal = job_batch_refusal(tenant=tenant, model=model)
+        if refusal:
+            raise ValidationError({"mode": [refusal]})
     with tenant_context(tenant), transaction.atomic():
         # One submission at a time per tenant (the table is the tenant's own), so parallel
         # requests cannot pass the active-jobs limit together.
@@ -102,7 +111,7 @@ def job_submit(
                 "Wait for one to finish or cancel one."
             )
         job = Job.objects.create(
-            model=model, system=system, max_tokens=max_tokens, total_items=len(inputs),
+            model=model, system=system, max_tokens=max_tokens, total_items=len(inputs), mode=mode,
             api_key_id=api_key.pk if api_key else None, user_id=user.pk if user else None,
         )  # fmt: skip
         JobItem.objects.bulk_create(
@@ -114,13 +123,16 @@ def job_submit(
         )
         audit_record(
             tenant=tenant, action="job.created", actor=user, target=str(job.public_id),
-            data={"items": len(inputs), "model": model,
+            data={"items": len(inputs), "model": model, "mode": mode,
                   **({"api_key": api_key.key_id} if api_key else {})},
         )  # fmt: skip
-        # A few task chains per job (each takes one of the tenant's bulk slots when it runs).
+        # A few task chains per job (each takes one of the tenant's bulk slots when it runs);
+        # one for a batch, sent whole.
         chains = min(
             settings.JOBS_TENANT_CONCURRENCY, math.ceil(len(inputs) / settings.JOBS_BATCH_SIZE)
         )
+        if mode == Job.Mode.BATCH:
+            chains = 1
         transaction.on_commit(partial(job_enqueue, tenant, job.pk, chains=chains))
     return job
 
@@ -133,11 +145,20 @@ def job_enqueue(tenant: Tenant, job_id: int, *, chains: int = 1, countdown: floa
         enqueue_for(tenant, job_process_task, countdown=countdown, job_id=job_id)
 
 
+def job_batch_cancel_enqueue(tenant: Tenant, job_id: int) -> None:
+    """Queue the request to cancel the job's provider batch (then a look at it)."""
+    from ai.jobs.tasks import job_batch_cancel_task
+
+    enqueue_for(tenant, job_batch_cancel_task, job_id=job_id)
+
+
 def job_cancel(
     *, tenant: Tenant, job: Job, user: User | None = None, api_key: APIKey | None = None
 ) -> Job:
-    """Cancel the job's pending items; items already running finish (and are billed). A job
-    that is no longer queued or running is returned unchanged. From a page, only admins and
+    """Cancel the job's pending items; items already running finish (and are billed). A
+    batch-mode job's provider batch is asked to cancel after commit (best effort): what the
+    provider already processed is still collected and billed. A job that is no longer active
+    is returned unchanged. From a page, only admins and
     the job's submitter may cancel (PermissionDenied)."""
     if user is not None:
         membership = membership_for(tenant=tenant, user=user)
@@ -158,6 +179,8 @@ def job_cancel(
             status=Job.Status.CANCELLED, cancelled_items=F("cancelled_items") + cancelled,
             finished_at=None if running else now,
         )  # fmt: skip
+        if locked.mode == Job.Mode.BATCH and locked.batch_id:
+            transaction.on_commit(partial(job_batch_cancel_enqueue, tenant, locked.pk))
         audit_record(
             tenant=tenant, action="job.cancelled", actor=user, target=str(locked.public_id),
             data={"cancelled_items": cancelled,

@@ -21,6 +21,7 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from ai.jobs.batch import job_batch_cancel
 from ai.jobs.processing import job_step
 from ai.jobs.services import job_enqueue
 from ai.models import Job
@@ -82,6 +83,15 @@ def in_tenant_slot(task: Task, tenant: Tenant, work: Callable[[], None], **kwarg
         return
     with lease:  # kept alive while working, released at the end (whatever happens)
         work()
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def job_batch_cancel_task(*, job_id: int) -> None:
+    """Ask the provider to cancel a cancelled job's batch (best effort), then look at the batch
+    so what it already processed is collected and billed."""
+    tenant = connection.tenant
+    job_batch_cancel(tenant=tenant, job_id=job_id)
+    job_enqueue(tenant, job_id)
 
 
 @shared_task(soft_time_limit=60, time_limit=90)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 import httpx2  # the HTTP client anthropic's SDK is built on
 
 from ai.providers.base import (
+    BatchLine,
+    BatchLineResult,
     ChatRequest,
     ChatResponse,
     ClientCache,
     Credentials,
     EmbedResponse,
+    ProviderBatch,
     ProviderError,
     StreamEnd,
     StreamEvent,
@@ -20,6 +24,7 @@ from ai.providers.base import (
     Usage,
     broken_stream_error,
     connection_error,
+    shared_ssl_context,
     status_error,
     timeout_error,
 )
@@ -29,6 +34,7 @@ _clients = ClientCache(
         api_key=credentials.api_key,
         base_url=credentials.base_url or None,
         max_retries=0,  # the gateway owns retries
+        http_client=anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
     )
 )
 
@@ -69,8 +75,38 @@ def _kwargs(request: ChatRequest) -> dict[str, object]:
     return kwargs
 
 
+# How Message Batches name the outcomes of requests that were never processed.
+NOT_PROCESSED = {"canceled": "cancelled", "expired": "expired"}
+
+
+def _batch(batch: Any) -> ProviderBatch:
+    return ProviderBatch(batch.id, batch.processing_status, batch.processing_status == "ended")
+
+
+def _result(response: Any) -> BatchLineResult:
+    result = response.result
+    if result.type == "succeeded":
+        message = result.message
+        text = "".join(block.text for block in message.content if block.type == "text")
+        usage = Usage(
+            message.usage.input_tokens,
+            message.usage.output_tokens,
+            getattr(message.usage, "cache_read_input_tokens", 0) or 0,
+        )
+        return BatchLineResult(
+            response.custom_id, "succeeded", text, usage, message.stop_reason or "stop"
+        )
+    if result.type in NOT_PROCESSED:
+        return BatchLineResult(response.custom_id, NOT_PROCESSED[result.type])
+    kind = getattr(getattr(result.error, "error", None), "type", "") or "error"
+    return BatchLineResult(
+        response.custom_id, "errored", error=f"The provider refused this request ({kind})."
+    )
+
+
 class AnthropicAdapter:
     name = "anthropic"
+    batches = True  # Message Batches: results within 24 h
 
     async def complete(self, request: ChatRequest, credentials: Credentials) -> ChatResponse:
         try:
@@ -113,6 +149,55 @@ class AnthropicAdapter:
             raise broken_stream_error()
         usage_out = Usage(input_tokens, output_tokens, cached) if saw_usage else None
         yield StreamEnd(usage_out, stop_reason)
+
+    async def batch_create(
+        self, lines: list[BatchLine], credentials: Credentials, *, timeout: float
+    ) -> ProviderBatch:
+        requests: list[Any] = []
+        for line in lines:
+            params = _kwargs(line.request)
+            params.pop("timeout")
+            requests.append({"custom_id": line.custom_id, "params": params})
+        try:
+            batch = await _client(credentials).messages.batches.create(
+                requests=requests, timeout=timeout
+            )
+        except Exception as error:
+            raise map_error(error) from None
+        return _batch(batch)
+
+    async def batch_retrieve(
+        self, batch_id: str, credentials: Credentials, *, timeout: float
+    ) -> ProviderBatch:
+        try:
+            batch = await _client(credentials).messages.batches.retrieve(batch_id, timeout=timeout)
+        except Exception as error:
+            raise map_error(error) from None
+        return _batch(batch)
+
+    async def batch_results(
+        self, batch: ProviderBatch, credentials: Credentials, *, timeout: float
+    ) -> list[BatchLineResult]:
+        results: list[BatchLineResult] = []
+        try:
+            lines = await _client(credentials).messages.batches.results(batch.id, timeout=timeout)
+            try:
+                async for response in lines:
+                    results.append(_result(response))
+            finally:
+                await lines.close()
+        except Exception as error:
+            raise map_error(error) from None
+        return results
+
+    async def batch_cancel(
+        self, batch_id: str, credentials: Credentials, *, timeout: float
+    ) -> ProviderBatch:
+        try:
+            batch = await _client(credentials).messages.batches.cancel(batch_id, timeout=timeout)
+        except Exception as error:
+            raise map_error(error) from None
+        return _batch(batch)
 
     async def embed(
         self,

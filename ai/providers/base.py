@@ -5,6 +5,8 @@ and never read settings about routing. Errors leave an adapter only as `Provider
 
 from __future__ import annotations
 
+import functools
+import ssl
 import weakref
 from asyncio import AbstractEventLoop, get_running_loop
 from collections.abc import AsyncIterator, Callable
@@ -79,6 +81,38 @@ class EmbedResponse:
     usage: Usage | None
 
 
+@dataclass
+class BatchLine:
+    """One request of a provider batch: its id in the batch and the chat call it stands for."""
+
+    custom_id: str
+    request: ChatRequest
+
+
+@dataclass
+class ProviderBatch:
+    """A provider batch as last seen: the provider's own status word, and whether it ended
+    (every request succeeded, failed, expired or was cancelled: results can be read)."""
+
+    id: str
+    status: str
+    ended: bool = False
+    error: str = ""  # why the whole batch failed (OpenAI validation), safe to show
+
+
+@dataclass
+class BatchLineResult:
+    """The outcome of one request of an ended batch. `kind`: succeeded, errored (`error` says
+    why, safe to show), cancelled or expired (never processed)."""
+
+    custom_id: str
+    kind: str
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+    error: str = ""
+
+
 class ProviderError(Exception):
     """A provider call failed. `retriable` errors may be retried or failed over; the others
     (bad request, bad key, forbidden) fail fast. `message` is safe to show: no keys, no bodies."""
@@ -127,6 +161,31 @@ class ProviderAdapter(Protocol):
         ...
 
 
+class BatchAdapter(Protocol):
+    """Adapters whose provider has a batch API (`batches = True`) also implement these. One
+    batch has requests for one model; results come back by `custom_id`, in any order."""
+
+    batches: bool
+
+    async def batch_create(
+        self, lines: list[BatchLine], credentials: Credentials, *, timeout: float
+    ) -> ProviderBatch: ...
+
+    async def batch_retrieve(
+        self, batch_id: str, credentials: Credentials, *, timeout: float
+    ) -> ProviderBatch: ...
+
+    async def batch_results(
+        self, batch: ProviderBatch, credentials: Credentials, *, timeout: float
+    ) -> list[BatchLineResult]:
+        """Every result the provider has for an ended batch (lines it has none for are left out)."""
+        ...
+
+    async def batch_cancel(
+        self, batch_id: str, credentials: Credentials, *, timeout: float
+    ) -> ProviderBatch: ...
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds form; HTTP dates are rare from APIs)."""
     if not value:
@@ -168,6 +227,16 @@ def status_error(status: int, retry_after_header: str | None) -> ProviderError:
     return ProviderError(
         kind, f"The provider refused the request ({status}).", retriable=False, status=status
     )
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context (CA bundle loaded once) for every SDK client of the process: the SDKs
+    would load the bundle for each new client, ~35 ms each, and a client is made per event
+    loop (each Celery answer task runs on a new one)."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class ClientCache[C]:

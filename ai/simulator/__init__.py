@@ -12,13 +12,15 @@ In process (tests, benchmarks)::
         sim.requests("/v1/chat/completions")  # [{"path", "method", "model", "stream", ...}]
 
 ``Simulator(*, host="127.0.0.1", port=0, latency_ms=0, ttft_ms=0, tokens_per_second=0,
-answer=None, answer_tokens=20)`` binds on construction; ``start()``/``stop()`` or ``with``.
+answer=None, answer_tokens=20, batch_polls=0)`` binds on construction; ``start()``/``stop()``
+or ``with``.
 Properties: ``host``, ``port``, ``base_url``, ``openai_base_url`` (+ "/v1"),
 ``anthropic_base_url`` (= base_url). Methods (thread-safe): ``script(*steps) -> pending count``
 (validates, ValueError on a bad step), ``pending()``, ``requests(path=None)`` (the last 10,000
 provider requests: path, method, model, stream, headers subset, time, fault, body), ``clear()``
 (steps + log), ``reset()`` (also the constructor's defaults), ``configure(latency_ms=,
-ttft_ms=, tokens_per_second=, answer=, answer_tokens=) -> settings``, ``config()``.
+ttft_ms=, tokens_per_second=, answer=, answer_tokens=, batch_polls=) -> settings``,
+``config()``, ``batches()``.
 
 Out of process: ``python -m ai.simulator --port 8500`` (see ``ai/simulator/__main__.py``), then
 the same operations over HTTP: ``POST /_sim/script`` with ``{"steps": [...]}``,
@@ -27,6 +29,20 @@ the same operations over HTTP: ``POST /_sim/script`` with ``{"steps": [...]}``,
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models`` (OpenAI,
 or Anthropic's shape when the request has an ``anthropic-version`` header), ``POST /v1/messages``.
+
+Batch APIs (``ai/simulator/batches.py``): OpenAI ``POST /v1/files`` (multipart, ``purpose=batch``),
+``GET /v1/files/{id}[/content]``, ``POST /v1/batches``, ``GET /v1/batches/{id}``,
+``POST /v1/batches/{id}/cancel`` (results as JSONL output and error files, by ``custom_id``);
+Anthropic ``POST /v1/messages/batches``, ``GET /v1/messages/batches/{id}``,
+``GET /v1/messages/batches/{id}/results`` (JSONL), ``POST /v1/messages/batches/{id}/cancel``.
+Every request of a batch is answered at creation, each consuming a script step as a request to
+its endpoint would (``path`` ``/v1/chat/completions`` or ``/v1/messages``; the step filter
+``"custom_id"`` picks one request of a batch): a ``status`` step fails that request alone. A
+batch stays in progress for the first ``batch_polls`` retrieves (``configure(batch_polls=N)``,
+default 0: ended at the first look). A ``{"fault": "batch_expired"}`` step taken by the create
+request ends the batch expired; cancelling a batch that has not ended ends it cancelled (both:
+no request processed). ``batches()`` lists the batches made (id, provider, status, polls,
+custom ids); ``clear()``/``reset()`` drop them.
 
 Answers are deterministic: ``"Simulated answer: "`` + the first words of the last user message,
 padded with filler words to ``answer_tokens`` (default 20) word-ish tokens, unless an ``answer``
@@ -38,10 +54,11 @@ hash of each input (``dimensions``, default 384; float or base64, as the SDK ask
 
 Script steps are consumed FIFO: a request takes the first step whose optional filters all match
 (``"model"``: equal to the request's model; ``"path"``: a prefix of the request path;
-``"stream"``: the request's stream flag). No match: default behaviour. Every step may set
-``latency_ms`` (before headers), ``ttft_ms`` (before the first token), ``tokens_per_second``
-(0 = no delay), ``answer`` and ``answer_tokens``; unset ones come from ``configure()``. A JSON
-(non-stream) answer is sent after latency + ttft + the tokens' pacing. Steps:
+``"stream"``: the request's stream flag; ``"custom_id"``: a batch request's id). No match:
+default behaviour. Every step may set ``latency_ms`` (before headers), ``ttft_ms`` (before the
+first token), ``tokens_per_second`` (0 = no delay), ``answer`` and ``answer_tokens``; unset ones
+come from ``configure()``. A JSON (non-stream) answer is sent after latency + ttft + the tokens'
+pacing. Steps:
 
 - ``{"ok": True, ...}``: a normal answer with those overrides.
 - ``{"fault": "status", "code": 429, "retry_after": 2, "retry_after_ms": ..., "message": ...,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ai.simulator import content
+from ai.simulator import batches, content
 from ai.simulator.anthropic_wire import AnthropicWire
 from ai.simulator.openai_wire import OpenAIWire
 from ai.simulator.script import DEFAULT_AFTER_TOKENS, DEFAULT_HANG_SECONDS, Plan
@@ -54,6 +54,9 @@ def handle(handler: SimulatorHandler) -> None:
     respond = ROUTES.get(route)
     request_id = handler.server.next_id("req_sim")
     headers = {dialect.request_id_header: request_id}
+    if batches.handles(handler.route):
+        batches.handle(handler, dialect, headers)
+        return
     if respond is None:
         body = dialect.error_body(404, f"Unknown route {route[0]} {route[1]}.", None, request_id)
         handler.send_json(404, body, headers)

@@ -14,8 +14,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-FAULTS = frozenset({"status", "hang", "cut", "sse_error", "malformed", "no_usage"})
-FILTER_KEYS = frozenset({"model", "path", "stream"})
+FAULTS = frozenset({"status", "hang", "cut", "sse_error", "malformed", "no_usage", "batch_expired"})
+FILTER_KEYS = frozenset({"model", "path", "stream", "custom_id"})
 TIMING_KEYS = frozenset({"latency_ms", "ttft_ms", "tokens_per_second", "answer", "answer_tokens"})
 FAULT_KEYS = {
     "status": frozenset({"code", "retry_after", "retry_after_ms", "message", "error_type"}),
@@ -24,6 +24,7 @@ FAULT_KEYS = {
     "sse_error": frozenset({"after_tokens", "message", "error_type"}),
     "malformed": frozenset({"after_tokens"}),
     "no_usage": frozenset(),
+    "batch_expired": frozenset(),
 }
 DEFAULT_AFTER_TOKENS = 2
 DEFAULT_HANG_SECONDS = 30.0
@@ -39,6 +40,7 @@ class Config:
     tokens_per_second: float = 0.0  # 0 = no delay between tokens
     answer: str | None = None  # None = derived from the last user message
     answer_tokens: int = 20
+    batch_polls: int = 0  # looks at a batch that still find it in progress (0: ended at once)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,9 +75,9 @@ def config_update(config: Config, changes: dict[str, Any]) -> Config:
         if key == "answer":
             if value is not None and not isinstance(value, str):
                 raise ValueError("answer must be a string or null")
-        elif key == "answer_tokens":
+        elif key in ("answer_tokens", "batch_polls"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError("answer_tokens must be a non-negative integer")
+                raise ValueError(f"{key} must be a non-negative integer")
         else:
             _check_number(key, value)
     return dataclasses.replace(config, **changes)
@@ -96,7 +98,7 @@ def step_validate(step: Any) -> dict[str, Any]:
         raise ValueError(f"unknown keys {sorted(unknown)} in step {step!r}")
     if kind == "status" and not (isinstance(step.get("code"), int) and 400 <= step["code"] <= 599):
         raise ValueError(f'a "status" step needs an integer "code" in 400..599, got {step!r}')
-    for key in ("model", "path"):
+    for key in ("model", "path", "custom_id"):
         if key in step and not isinstance(step[key], str):
             raise ValueError(f"{key} must be a string, got {step[key]!r}")
     if "stream" in step and not isinstance(step["stream"], bool):
@@ -108,8 +110,12 @@ def step_validate(step: Any) -> dict[str, Any]:
     return copy.deepcopy(step)
 
 
-def _matches(step: dict[str, Any], *, path: str, model: str | None, stream: bool) -> bool:
+def _matches(
+    step: dict[str, Any], *, path: str, model: str | None, stream: bool, custom_id: str | None
+) -> bool:
     if "model" in step and step["model"] != model:
+        return False
+    if "custom_id" in step and step["custom_id"] != custom_id:
         return False
     if "path" in step and not path.startswith(step["path"]):
         return False
@@ -149,13 +155,16 @@ class ScriptState:
             self._steps.clear()
             return count
 
-    def take(self, *, path: str, model: str | None, stream: bool) -> Plan:
-        """Consume the first step matching the request and resolve it against the defaults."""
+    def take(
+        self, *, path: str, model: str | None, stream: bool, custom_id: str | None = None
+    ) -> Plan:
+        """Consume the first step matching the request (or a batch's request `custom_id`) and
+        resolve it against the defaults."""
         with self._lock:
             config = self._config
             step: dict[str, Any] = {}
             for index, candidate in enumerate(self._steps):
-                if _matches(candidate, path=path, model=model, stream=stream):
+                if _matches(candidate, path=path, model=model, stream=stream, custom_id=custom_id):
                     step = self._steps.pop(index)
                     break
         options = {key: value for key, value in step.items() if key not in TIMING_KEYS}

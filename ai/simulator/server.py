@@ -13,6 +13,7 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from ai.simulator.batches import BatchStore
 from ai.simulator.handler import SimulatorHandler
 from ai.simulator.script import Config, ScriptState, config_update
 
@@ -25,6 +26,7 @@ class SimulatorServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], state: ScriptState) -> None:
         self.state = state
+        self.batches = BatchStore()
         self.initial_config = state.config()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -56,6 +58,7 @@ class SimulatorServer(ThreadingHTTPServer):
     def reset(self) -> Config:
         self.state.clear_script()
         self.state.clear_requests()
+        self.batches.clear()
         return self.state.configure(self.initial_config.as_dict())
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -100,6 +103,7 @@ class Simulator:
         tokens_per_second: float = 0.0,
         answer: str | None = None,
         answer_tokens: int = 20,
+        batch_polls: int = 0,
     ) -> None:
         settings = {
             "latency_ms": latency_ms,
@@ -107,6 +111,7 @@ class Simulator:
             "tokens_per_second": tokens_per_second,
             "answer": answer,
             "answer_tokens": answer_tokens,
+            "batch_polls": batch_polls,
         }
         self._state = ScriptState(config_update(Config(), settings))
         self._server = SimulatorServer((host, port), self._state)
@@ -192,9 +197,15 @@ class Simulator:
         return self._state.requests(path)
 
     def clear(self) -> None:
-        """Drop pending steps and the request log (the defaults stay)."""
+        """Drop pending steps, the request log and the batches (the defaults stay)."""
         self._state.clear_script()
         self._state.clear_requests()
+        self._server.batches.clear()
+
+    def batches(self) -> list[dict[str, Any]]:
+        """The batches created so far (both providers), oldest first: id, provider, status,
+        custom ids, polls."""
+        return self._server.batches.summary()
 
     def reset(self) -> None:
         """clear(), and restore the defaults given to the constructor."""
@@ -208,6 +219,7 @@ class Simulator:
         tokens_per_second: float | _Unset = UNSET,
         answer: str | _Unset | None = UNSET,
         answer_tokens: int | _Unset = UNSET,
+        batch_polls: int | _Unset = UNSET,
     ) -> dict[str, Any]:
         """Change the defaults (arguments left out keep their value; `answer=None` goes back to
         the derived answer); returns the resulting settings."""
@@ -217,6 +229,7 @@ class Simulator:
             "tokens_per_second": tokens_per_second,
             "answer": answer,
             "answer_tokens": answer_tokens,
+            "batch_polls": batch_polls,
         }
         changes = {key: value for key, value in given.items() if value is not UNSET}
         return self._state.configure(changes).as_dict()

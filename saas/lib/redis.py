@@ -11,6 +11,7 @@ import redis
 import redis.asyncio as redis_async
 from django.conf import settings
 
+ASYNC_MAX_CONNECTIONS = 5000
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis]
 _async_clients = weakref.WeakKeyDictionary()
 
@@ -24,6 +25,10 @@ def async_client() -> redis_async.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = redis_async.Redis.from_url(settings.REDIS_URL)
+        # Far above redis-py's default of 100: each open chat socket's relay holds a connection
+        # in a blocking read, and the 101st would fail (Redis itself allows 10,000 clients).
+        client = redis_async.Redis.from_url(
+            settings.REDIS_URL, max_connections=ASYNC_MAX_CONNECTIONS
+        )
         _async_clients[loop] = client
     return client
