@@ -289,3 +289,36 @@ def chromium() -> Iterator[Browser]:
             del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+# --- the broker ------------------------------------------------------------------------------
+
+
+def broker_unacked(task_id: str) -> list[str]:
+    """Delivery tags of the copies of task `task_id` that a worker took and never acknowledged
+    (kombu's Redis transport keeps them, under its documented `unacked_key`, until the
+    visibility timeout puts them back in the queue)."""
+    import json
+
+    from saas.celery import app
+
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        held = channel.client.hgetall(channel.unacked_key)
+    return [
+        tag.decode()
+        for tag, payload in held.items()
+        if json.loads(payload)[0]["headers"].get("id") == task_id
+    ]
+
+
+def broker_forget(task_id: str, queue: str) -> None:
+    """Leave no copy of the task behind, queued in `queue` or unacknowledged."""
+    from saas.celery import app
+
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        channel.queue_purge(queue)
+        for tag in broker_unacked(task_id):
+            channel.client.zrem(channel.unacked_index_key, tag)
+            channel.client.hdel(channel.unacked_key, tag)

@@ -9,7 +9,6 @@ of its own, so nothing left behind reaches another test's worker."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -25,33 +24,12 @@ from ai.conversations.tasks import answer_generate_task
 from ai.gateway.ledger_writer import usage_flush
 from ai.models import Message
 from billing.models import UsageRecord
-from saas.celery import app
 from saas.lib.redis import async_client
 from tests.conftest import ensure_world
-from tests.live import celery_worker, log_tail
+from tests.live import broker_forget, broker_unacked, celery_worker, log_tail
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "ledger"])
 QUEUE = "answers-kill-test"
-
-
-def unacked(task_id: str) -> list[str]:
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        held = channel.client.hgetall(channel.unacked_key)
-    return [
-        tag.decode()
-        for tag, payload in held.items()
-        if json.loads(payload)[0]["headers"].get("id") == task_id
-    ]
-
-
-def forget(task_id: str) -> None:
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        channel.queue_purge(QUEUE)
-        for tag in unacked(task_id):
-            channel.client.zrem(channel.unacked_index_key, tag)
-            channel.client.hdel(channel.unacked_key, tag)
 
 
 def streamed(key: str) -> list[dict]:
@@ -87,7 +65,7 @@ def test_a_worker_killed_mid_answer_leaves_it_incomplete_once_never_twice(
                 time.sleep(0.05)
             os.killpg(worker.process.pid, signal.SIGKILL)
             worker.process.wait(10)
-            assert unacked(task_id), "the broker must still hold the task for redelivery"
+            assert broker_unacked(task_id), "the broker must still hold the task for redelivery"
             shown = "".join(e["text"] for e in streamed(key) if e["type"] == "delta")
 
             # The redelivered task's work, then a duplicate of it.
@@ -95,7 +73,7 @@ def test_a_worker_killed_mid_answer_leaves_it_incomplete_once_never_twice(
             for _ in range(2):
                 async_to_sync(answer_generate)(tenant=world.acme, **sent[0])
         finally:
-            forget(task_id)
+            broker_forget(task_id, QUEUE)
 
     events = streamed(key)
     assert [e["type"] for e in events].count("end") == 1

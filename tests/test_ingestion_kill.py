@@ -9,7 +9,6 @@ queue of its own, so a copy left behind by a failed run never reaches another te
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -35,9 +34,9 @@ from retrieval.extract import extract
 from retrieval.models import Chunk, Document
 from retrieval.services import EMBED_BATCH, document_ingest, document_upload
 from retrieval.tasks import document_ingest_task, ingestion_slots
-from saas.celery import app
 from saas.lib.semaphore import Lease
 from tests.conftest import ensure_world
+from tests.live import broker_forget, broker_unacked
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "ingestion-kill-test"
@@ -139,30 +138,6 @@ def _tail(log: Path, lines: int = 40) -> str:
 
 
 # --- the broker ------------------------------------------------------------------------------
-
-
-def _unacked_tags(task_id: str) -> list[str]:
-    """Delivery tags of the copies of task `task_id` that a worker took and never acknowledged
-    (kombu's Redis transport keeps them, under its documented `unacked_key`, until the
-    visibility timeout puts them back in the queue)."""
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        held = channel.client.hgetall(channel.unacked_key)
-    return [
-        tag.decode()
-        for tag, payload in held.items()
-        if json.loads(payload)[0]["headers"].get("id") == task_id
-    ]
-
-
-def _forget_task(task_id: str) -> None:
-    """Leave no copy of the task behind, queued or unacknowledged."""
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        channel.queue_purge(QUEUE)
-        for tag in _unacked_tags(task_id):
-            channel.client.zrem(channel.unacked_index_key, tag)
-            channel.client.hdel(channel.unacked_key, tag)
 
 
 def _release_leases_of(pid: int, schema: str) -> None:
@@ -281,14 +256,14 @@ def test_it_leaves_exactly_the_expected_chunks_when_a_worker_is_killed_mid_docum
             f"chunks that a clean ingestion does not produce: {[i for i, _ in left]}"
         )
         # The broker still holds the task the worker died with, so it will run again.
-        assert _unacked_tags(task_id), (
+        assert broker_unacked(task_id), (
             "the broker no longer holds the task the worker was killed in: it would never be "
             "redelivered (CELERY_TASK_ACKS_LATE off?)"
         )
         metered_before = _metered(world.acme, document)
     finally:
         _kill(worker)
-        _forget_task(task_id)
+        broker_forget(task_id, QUEUE)
         _release_leases_of(worker.pid, schema)
 
     # What the redelivered task does.
