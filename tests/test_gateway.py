@@ -549,3 +549,21 @@ def test_it_keeps_the_usage_record_when_the_callers_transaction_rolls_back(world
         ask(world.acme, who=who)
         raise RuntimeError("the caller's work failed after the model answered")
     assert record(world.acme, who.request_id).outcome == "ok"  # the spend is still metered
+
+
+def test_the_stream_redactor_shows_text_at_once_but_never_part_of_a_secret():
+    from ai.gateway.guardrails import StreamRedactor
+
+    canary = canary_for("t_acme", "answer@v1")
+    text = f"Hello there, the key sk-proj-abcdefghijklmnopqrstuvwx and {canary} end"
+    redactor = StreamRedactor(canary)
+    shown, hello_at_once = "", False
+    for char in text:  # the worst case: one character per delta
+        shown += redactor.feed(char)
+        assert "sk-" not in shown and "ATR-" not in shown
+        if shown.endswith("Hello"):
+            hello_at_once = True
+    shown += redactor.flush()
+    assert hello_at_once  # a word that cannot be a secret is not held back to its end
+    assert shown == "Hello there, the key [redacted] and [redacted] end"
+    assert set(redactor.found) == {"secret_redacted", "canary_leak"}

@@ -79,22 +79,39 @@ def redact(text: str, canary: str = "") -> tuple[str, list[str]]:
     return text, found
 
 
+# How every secret pattern (and the canary) begins: text that could still grow into one waits.
+SECRET_STARTS = (
+    "sk-", "atr_live_", "atr_test_", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+    "xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-", "-----BEGIN ",
+)  # fmt: skip
+
+
 class StreamRedactor:
-    """Redacts a stream without ever showing a secret: text is released up to the last
-    whitespace; the word in progress waits (secrets and the canary contain no whitespace)."""
+    """Redacts a stream without ever showing a secret. Text is released as it comes, except
+    from the first point of the word in progress where a secret or the canary could begin
+    (secrets and the canary contain no whitespace): that part waits for the word to end."""
 
     def __init__(self, canary: str = "") -> None:
         self.canary = canary
+        self.starts = (*SECRET_STARTS, canary) if canary else SECRET_STARTS
         self.pending = ""
         self.found: list[str] = []
 
     def feed(self, delta: str) -> str:
         self.pending += delta
-        cut = max(self.pending.rfind(" "), self.pending.rfind("\n"))
-        if cut < 0:
-            return ""
-        ready, self.pending = self.pending[: cut + 1], self.pending[cut + 1 :]
-        return self._clean(ready)
+        cut = max(self.pending.rfind(" "), self.pending.rfind("\n")) + 1
+        word = self.pending[cut:]
+        hold = cut + self._risky_from(word)
+        ready, self.pending = self.pending[:hold], self.pending[hold:]
+        return self._clean(ready) if ready else ""
+
+    def _risky_from(self, word: str) -> int:
+        """Where in `word` a secret or the canary could start (len(word) if nowhere)."""
+        for index in range(len(word)):
+            rest = word[index:]
+            if any(rest.startswith(start) or start.startswith(rest) for start in self.starts):
+                return index
+        return len(word)
 
     def flush(self) -> str:
         ready, self.pending = self.pending, ""
