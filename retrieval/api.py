@@ -10,7 +10,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied as APIPermissionDenied
 from rest_framework.exceptions import ValidationError as APIValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +24,7 @@ from retrieval.selectors import (
 from retrieval.services import document_delete, document_upload
 from saas.api.idempotency import PARAMETER as IDEMPOTENCY_KEY
 from saas.api.idempotency import idempotent
+from saas.api.pagination import NewestFirst
 from saas.api.schema import BODY_PROBLEM_RESPONSES, IDEMPOTENT_RESPONSES, PROBLEM_RESPONSES
 from saas.api.views import TenantAPIView
 from tenants.models import APIKey
@@ -80,22 +80,6 @@ class HitSerializer(serializers.Serializer):
 
 class SearchResultSerializer(serializers.Serializer):
     results = HitSerializer(many=True)
-
-
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 200
-
-    def get_page_size(self, request: Request) -> int:
-        """`limit` 1-200; anything else is an error, not silently the default."""
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
-            raise APIValidationError({"limit": [f"Use a number from 1 to {self.max_page_size}."]})
-        return int(raw)
 
 
 class DocumentsAPI(TenantAPIView):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 
-import redis
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -16,13 +14,10 @@ from ai.gateway import AllProvidersFailed, GatewayError
 from retrieval.selectors import knowledge_base_of
 from retrieval.services import document_ingest, document_mark_failed
 from saas.lib.semaphore import Semaphore
+from saas.lib.tasks import in_tenant_slot
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
-
-# A task that finds its tenant at the cap goes back to the tail of the queue after this many
-# seconds (jittered, so a tenant's waiting tasks do not all come back at once).
-REQUEUE_DELAY_S = (1.0, 2.0)
 
 
 def ingestion_slots() -> Semaphore:
@@ -44,7 +39,7 @@ def document_ingest_task(self: Task, *, document_id: int) -> None:
     """Ingest one document, at most RETRIEVAL_TENANT_CONCURRENCY at a time per tenant, so one
     tenant's backlog never holds every worker while another tenant's upload waits behind it."""
     tenant = connection.tenant
-    _in_tenant_slot(self, tenant, lambda: _ingest(tenant, document_id))
+    _in_ingestion_slot(self, tenant, lambda: _ingest(tenant, document_id))
 
 
 def _ingest(tenant: Tenant, document_id: int) -> None:
@@ -71,7 +66,7 @@ REEMBED_RETRY_DELAYS_S = (10, 30, 60, 120, 300)
 def knowledge_base_reembed_task(self: Task) -> None:
     """Re-embed the tenant's knowledge base with the next model, then switch (retrieval.reindex)."""
     tenant = connection.tenant
-    _in_tenant_slot(self, tenant, lambda: _reembed(self, tenant))
+    _in_ingestion_slot(self, tenant, lambda: _reembed(self, tenant))
 
 
 def _reembed(task: Task, tenant: Tenant) -> None:
@@ -100,27 +95,6 @@ def index_prune_task() -> None:
     index_prune(tenant=connection.tenant)
 
 
-def _in_tenant_slot(task: Task, tenant: Tenant, work: Callable[[], None]) -> None:
-    """Run `work` in one of the tenant's ingestion slots, or requeue the task behind other
-    tenants' tasks when the tenant is at its cap."""
-    if task.request.is_eager:  # run inline by the caller: there is no queue to be fair in
-        work()
-        return
-    try:
-        lease = ingestion_slots().acquire(
-            tenant.schema_name, limit=settings.RETRIEVAL_TENANT_CONCURRENCY
-        )
-    except redis.RedisError as error:
-        # Working uncapped beats leaving the documents queued until Redis is back.
-        logger.warning("ingestion slots unavailable, working uncapped: %s", error)
-        work()
-        return
-    if lease is None:
-        # Back to the tail of the queue, behind the other tenants' tasks; same id and retry
-        # count (waiting for a slot is not a failure). The countdown keeps a tenant alone at
-        # its cap from spinning through its own backlog.
-        countdown = random.uniform(*REQUEUE_DELAY_S)  # noqa: S311 (jitter, not a secret)
-        task.signature_from_request(countdown=countdown).apply_async()
-        return
-    with lease:  # kept alive while working, released at the end (whatever happens)
-        work()
+def _in_ingestion_slot(task: Task, tenant: Tenant, work: Callable[[], None]) -> None:
+    limit = settings.RETRIEVAL_TENANT_CONCURRENCY
+    in_tenant_slot(task, tenant, slots=ingestion_slots(), limit=limit, work=work)

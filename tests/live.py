@@ -140,6 +140,7 @@ def _start(command: list[str], *, env: dict, log: Path, pass_fds=()) -> subproce
 class LiveServer:
     port: int
     log: Path
+    application_name: str  # of its database connections (pg_stat_activity)
 
     def url(self, host: str = "localhost", path: str = "/") -> str:
         """`http://<host>:<port><path>`; tenants answer on `<slug>.localhost` (Chromium sends
@@ -193,7 +194,7 @@ def daphne_server(*, log: Path, env: Mapping[str, str] | None = None) -> Iterato
         listener.close()  # the server holds its own copy
     try:
         _wait_answering(process, port, log)
-        yield LiveServer(port=port, log=log)
+        yield LiveServer(port=port, log=log, application_name=name)
     finally:
         _stop(process)
         _wait_disconnected(name)
@@ -289,6 +290,31 @@ def chromium() -> Iterator[Browser]:
             del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def watch_problems(page) -> list[str]:
+    """Collects what went wrong on a Playwright page: script errors, console errors (CSP
+    violations among them) and failed requests; Chromium asks every host for a favicon, which
+    the app does not have, so that 404 does not count."""
+    found: list[str] = []
+    page.on("pageerror", lambda error: found.append(str(error)))
+    page.on(
+        "console",  # failed requests are counted below, once, with their URL
+        lambda message: (
+            found.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda response: (
+            found.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    return found
 
 
 # --- the broker ------------------------------------------------------------------------------

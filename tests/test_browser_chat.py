@@ -17,7 +17,7 @@ from ai.models import Message
 from retrieval.models import Document
 from retrieval.services import document_ingest, document_upload
 from tests.conftest import PASSWORD, World, host_of
-from tests.live import CHROMIUM, celery_worker, chromium, log_tail
+from tests.live import CHROMIUM, celery_worker, chromium, log_tail, watch_problems
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed"),
@@ -112,25 +112,7 @@ def page():
 @pytest.fixture
 def problems(page) -> list[str]:
     """Script errors, CSP violations and failed requests the page met."""
-    found: list[str] = []
-    page.on("pageerror", lambda error: found.append(str(error)))
-    page.on(
-        "console",  # CSP violations, script errors; failed requests are checked below
-        lambda message: (
-            found.append(message.text)
-            if message.type == "error" and not message.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page.on(
-        "response",  # Chromium asks every host for a favicon; the app has none
-        lambda response: (
-            found.append(f"{response.status} {response.url}")
-            if response.status >= 400 and not response.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
-    return found
+    return watch_problems(page)
 
 
 def _log_in_and_start(page, world: World, server, worker) -> str:

@@ -13,7 +13,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from retrieval.services import EMBED_BATCH
 from tests.conftest import PASSWORD, World, host_of
-from tests.live import CHROMIUM, celery_worker, chromium, log_tail
+from tests.live import CHROMIUM, celery_worker, chromium, log_tail, watch_problems
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed"),
@@ -82,24 +82,7 @@ def test_it_shows_an_uploads_progress_live_until_it_is_ready(
     world: World, ingestion_worker, daphne_live_server, page
 ):
     acme = daphne_live_server.url(host_of(world.acme), "")
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on(
-        "console",  # CSP violations, script errors; failed requests are checked below
-        lambda message: (
-            problems.append(message.text)
-            if message.type == "error" and not message.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page.on(
-        "response",  # Chromium asks every host for a favicon; the app has none
-        lambda response: (
-            problems.append(f"{response.status} {response.url}")
-            if response.status >= 400 and not response.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
+    problems = watch_problems(page)
 
     # The server's first request imports the app's views (the provider SDKs): seconds.
     page.goto(f"{acme}/accounts/login/", timeout=60_000)

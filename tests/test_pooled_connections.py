@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx2
 import pytest
+from django.db import connection
 
 from retrieval.services import document_upload
 from tenants.services.api_keys import api_key_create
@@ -39,3 +40,11 @@ def test_pooled_connections_never_carry_a_tenant_over(daphne_live_server):
             )
             assert response.status_code == 200, response.text
             assert [d["filename"] for d in response.json()["results"]] == [name]
+    # The server really pooled: its connections outlive the requests, at most the pool's size
+    # (without a pool each request's connection is closed when it ends).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            [daphne_live_server.application_name],
+        )
+        assert 1 <= cursor.fetchone()[0] <= 2

@@ -16,9 +16,9 @@ from rest_framework.response import Response
 from ai.jobs.selectors import job_by_public_id, job_items, jobs_for_api
 from ai.jobs.services import JobInput, JobLimitReached, job_cancel, job_submit
 from ai.models import Job, JobItem
-from retrieval.api import NewestFirst
 from saas.api.idempotency import PARAMETER as IDEMPOTENCY_KEY
 from saas.api.idempotency import idempotent
+from saas.api.pagination import NewestFirst
 from saas.api.schema import IDEMPOTENT_RESPONSES, PROBLEM_RESPONSES
 from saas.api.views import TenantAPIView
 from tenants.models import APIKey

@@ -10,11 +10,8 @@ most one batch per busy worker."""
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable
 from datetime import timedelta
 
-import redis
 from celery import Task, shared_task
 from django.conf import settings
 from django.db import connection
@@ -26,13 +23,11 @@ from ai.jobs.processing import job_step
 from ai.jobs.services import job_enqueue
 from ai.models import Job
 from saas.lib.semaphore import Semaphore
+from saas.lib.tasks import in_tenant_slot
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-# A task that finds its tenant at the cap comes back after this many seconds (jittered, so a
-# tenant's waiting tasks do not all come back at once).
-REQUEUE_DELAY_S = (1.0, 2.0)
 # A batch stops taking items after processing.STEP_BUDGET_S (120 s); one call may then still
 # run up to AI_DEADLINE_S. Both limits stay below the broker's visibility timeout (900 s).
 SOFT_TIME_LIMIT_S = 420
@@ -48,7 +43,10 @@ def bulk_slots() -> Semaphore:
 def job_process_task(self: Task, *, job_id: int) -> None:
     """Work one batch of the job's items, then queue the continuation (if anything is left)."""
     tenant = connection.tenant
-    in_tenant_slot(self, tenant, lambda: _work(self, tenant, job_id), job_id=job_id)
+    in_tenant_slot(
+        self, tenant, slots=bulk_slots(), limit=settings.JOBS_TENANT_CONCURRENCY,
+        work=lambda: _work(self, tenant, job_id),
+    )  # fmt: skip
 
 
 def _work(task: Task, tenant: Tenant, job_id: int) -> None:
@@ -61,28 +59,6 @@ def _work(task: Task, tenant: Tenant, job_id: int) -> None:
             # beat's resume task picks the job up in a real deployment.
             return
         job_enqueue(tenant, job_id, countdown=step.wait_s)
-
-
-def in_tenant_slot(task: Task, tenant: Tenant, work: Callable[[], None], **kwargs: int) -> None:
-    """Run `work` in one of the tenant's bulk slots, or queue the task again (same
-    arguments) behind other tenants' tasks when the tenant is at its cap."""
-    if task.app.conf.task_always_eager:  # requeues would run inline: no queue to be fair in
-        work()
-        return
-    try:
-        lease = bulk_slots().acquire(tenant.schema_name, limit=settings.JOBS_TENANT_CONCURRENCY)
-    except redis.RedisError as error:
-        # Working uncapped beats leaving the jobs queued until Redis is back.
-        logger.warning("bulk slots unavailable, working uncapped: %s", error)
-        work()
-        return
-    if lease is None:
-        countdown = random.uniform(*REQUEUE_DELAY_S)  # noqa: S311 (jitter, not a secret)
-        with tenant_context(tenant):
-            task.apply_async(kwargs=kwargs, countdown=countdown)
-        return
-    with lease:  # kept alive while working, released at the end (whatever happens)
-        work()
 
 
 @shared_task(soft_time_limit=60, time_limit=90)

@@ -11,10 +11,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied as APIPermissionDenied
 from rest_framework.exceptions import ValidationError as APIValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from saas.api.pagination import NewestFirst
 from saas.api.schema import BODY_PROBLEM_RESPONSES, PROBLEM_RESPONSES
 from saas.api.views import TenantAPIView
 from saas.webhooks.events import EVENT_TYPES, SUBSCRIBABLE
@@ -110,22 +110,6 @@ class DeliverySerializer(serializers.ModelSerializer):
             "last_status_code", "last_error", "next_attempt_at", "created_at", "delivered_at",
         ]  # fmt: skip
         read_only_fields = fields
-
-
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 200
-
-    def get_page_size(self, request: Request) -> int:
-        """`limit` 1-200; anything else is an error, not silently the default."""
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
-            raise APIValidationError({"limit": [f"Use a number from 1 to {self.max_page_size}."]})
-        return int(raw)
 
 
 def _refused(error: ValidationError | PermissionDenied) -> Exception:
