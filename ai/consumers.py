@@ -28,7 +28,6 @@ from saas.lib.consumers import (
     TenantMemberConsumer,
 )
 from saas.lib.ratelimit import Bucket, buckets_take
-from saas.lib.redis import async_client
 
 logger = logging.getLogger(__name__)
 
@@ -163,21 +162,19 @@ class ChatConsumer(TenantMemberConsumer):
             await self._error("relay_failed", "Live updates stopped. Reload to see the answer.")
 
     async def _relay_until_end(self, message_id: str, after: int) -> None:
-        client = async_client()
         key = live.stream_key(self.tenant.schema_name, message_id)
-        seq = after
-        while True:
-            events = await live.read_after(client, key, seq)
-            for event in events:
-                await self.send_json(event)
-                seq = event["seq"]
-                if event["type"] == "end":
-                    return
-            if not events and not await client.exists(key):
-                stored = await self._message(message_id)
-                if stored is not None and stored.status != Message.Status.GENERATING:
-                    await self.send_json({**end_event(stored), "seq": seq + 1})
-                    return
+        async with live.follow(key, after) as follower:
+            while True:
+                entries = await follower.entries()
+                for entry in entries:
+                    await self.send(text_data=entry.json)  # as stored: no decoding on the way
+                    if entry.type == "end":
+                        return
+                if not entries and not await follower.stream_exists():
+                    stored = await self._message(message_id)
+                    if stored is not None and stored.status != Message.Status.GENERATING:
+                        await self.send_json({**end_event(stored), "seq": follower.next_seq})
+                        return
 
     async def _error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})

@@ -7,7 +7,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saas.settings")
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.core.asgi import get_asgi_application
@@ -16,15 +15,13 @@ django_asgi_app = get_asgi_application()
 
 from ai.routing import websocket_urlpatterns as ai_sockets  # noqa: E402
 from retrieval.routing import websocket_urlpatterns as retrieval_sockets  # noqa: E402
-from tenants.websocket import TenantWebsocketMiddleware  # noqa: E402
+from tenants.websocket import TenantWebsocketMiddleware, session_auth_stack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            TenantWebsocketMiddleware(
-                AuthMiddlewareStack(URLRouter(retrieval_sockets + ai_sockets))
-            )
+            TenantWebsocketMiddleware(session_auth_stack(URLRouter(retrieval_sockets + ai_sockets)))
         ),
     }
 )

@@ -9,6 +9,7 @@ of its own, so nothing left behind reaches another test's worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -34,7 +35,7 @@ QUEUE = "answers-kill-test"
 
 def streamed(key: str) -> list[dict]:
     async def read() -> list[dict]:
-        return await live.read_after(async_client(), key, 0, block_ms=1)
+        return [json.loads(e.json) for e in await live.entries_after(async_client(), key, 0)]
 
     return async_to_sync(read)()
 

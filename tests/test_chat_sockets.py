@@ -6,6 +6,8 @@ and reach only the conversation's owner."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -197,7 +199,7 @@ def test_a_worker_that_died_mid_answer_leaves_it_incomplete_once(chat, queued):
         await live.append(client, key, 2, {"type": "delta", "text": " answer"})
         await answer_generate(tenant=world.acme, **queued[0])
         await answer_generate(tenant=world.acme, **queued[0])
-        return await live.read_after(client, key, 0, block_ms=10)
+        return [json.loads(e.json) for e in await live.entries_after(client, key, 0)]
 
     events = async_to_sync(run)()
     assert [e["seq"] for e in events] == [1, 2, 3] and events[-1]["status"] == "incomplete"
@@ -260,18 +262,46 @@ def test_sends_are_rate_limited_per_person(chat, queued, settings):
     assert refusal["code"] == "rate_limited" and refusal["retry_after"] >= 1
 
 
-def test_hundreds_of_relays_can_wait_on_redis_at_once():
-    """Each open chat socket's relay holds a Redis connection in a blocking read; redis-py's
-    default pool (100) would make the 101st fail and its page go silent."""
+def test_one_blocking_read_serves_every_follower_of_a_process():
+    """Hundreds of open chat sockets cost one Redis connection in a blocking read, not one
+    each (redis-py's default pool of 100 made the 101st page go silent), and each follower
+    gets its own stream's entries, in order, also when it joins after the reader read past
+    where it starts (the reader already follows the stream for another socket)."""
+    keys = [f"atrium:test-follow:{n}" for n in range(150)]
+
+    async def blocked_reads(client) -> int:
+        listing = await client.client_list()
+        return sum(1 for c in listing if c["cmd"] == "xread" and "b" in c["flags"])
 
     async def run():
         client = async_client()
-        reads = [
-            live.read_after(client, f"atrium:test-relay:{n}", 0, block_ms=300) for n in range(150)
-        ]
-        return await asyncio.gather(*reads)
+        await client.delete(*keys)
+        async with contextlib.AsyncExitStack() as stack:
+            followers = [await stack.enter_async_context(live.follow(k, 0)) for k in keys]
+            await asyncio.sleep(0.2)
+            blocked = await blocked_reads(client)
+            for seq in (1, 2):
+                for n, key in enumerate(keys):
+                    await live.append(client, key, seq, {"type": "delta", "text": f"{n}.{seq}"})
+            await live.append(client, keys[0], 3, {"type": "end"})
+            texts = []
+            for follower in followers:
+                got = []
+                for _ in range(3):  # a few reads at most: a missing entry fails, never hangs
+                    got += [json.loads(e.json).get("text") for e in await follower.entries(1)]
+                    if len(got) >= 2:
+                        break
+                texts.append(got[:2])
+            # The reader has read keys[0] to its end: a new follower reads it all back.
+            late = await stack.enter_async_context(live.follow(keys[0], 0))
+            late_seqs = [e.seq for e in await late.entries(1)]
+        await client.delete(*keys)
+        return blocked, texts, late_seqs
 
-    assert async_to_sync(run)() == [[]] * 150
+    blocked, texts, late_seqs = async_to_sync(run)()
+    assert blocked == 1
+    assert texts == [[f"{n}.1", f"{n}.2"] for n in range(150)]
+    assert late_seqs == [1, 2, 3]
 
 
 def test_a_relay_that_fails_tells_the_page(chat, queued, monkeypatch):
@@ -280,7 +310,7 @@ def test_a_relay_that_fails_tells_the_page(chat, queued, monkeypatch):
     async def unreachable(*args, **kwargs):
         raise ConnectionError("Redis is away")
 
-    monkeypatch.setattr(live, "read_after", unreachable)
+    monkeypatch.setattr(live._Reader, "_read", unreachable)
     communicator = socket(host, world.alice, conversation.public_id)
 
     async def run():
