@@ -227,9 +227,14 @@ class LiveWorker:
 
 @contextmanager
 def celery_worker(
-    *, log: Path, queues: tuple[str, ...], env: Mapping[str, str] | None = None
+    *,
+    log: Path,
+    queues: tuple[str, ...],
+    env: Mapping[str, str] | None = None,
+    pool: str = "solo",
 ) -> Iterator[LiveWorker]:
-    """A Celery worker (solo pool) consuming `queues`, started but not waited for: call
+    """A Celery worker consuming `queues` (the solo pool, or `pool="prefork"` with one child
+    process, as deployed), started but not waited for: call
     `wait_ready()` once the rest of the setup (a server, a browser) is under way, so both start
     at once. Stopped on exit: a warm shutdown, killed after EXIT_DEADLINE_S.
 
@@ -244,8 +249,8 @@ def celery_worker(
     hostname = f"{name}@{socket.gethostname()}"
     command = [
         sys.executable, "-m", "celery", "-A", "saas", "worker", "-Q", ",".join(queues),
-        "--pool", "solo", "--hostname", hostname, "--without-gossip", "--without-mingle",
-        "--without-heartbeat", "--loglevel", "INFO",
+        "--pool", pool, "--concurrency", "1", "--hostname", hostname, "--without-gossip",
+        "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
     ]  # fmt: skip
     process = _start(command, env=child_env(application_name=name, extra=env), log=log)
     try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from asgiref.sync import async_to_sync
 from celery import shared_task
 from django.db import connection
+
+from saas.lib.worker_loop import run_async
 
 # An answer that has not finished after this long is stopped; the hard limit ends the process.
 SOFT_TIME_LIMIT_S = 300
@@ -16,4 +17,4 @@ def answer_generate_task(*, message_id: int, user_id: int | None = None) -> None
     """Idempotent: a redelivered task (its worker died) finishes the message once."""
     from ai.conversations.generation import answer_generate
 
-    async_to_sync(answer_generate)(tenant=connection.tenant, message_id=message_id, user_id=user_id)
+    run_async(answer_generate, tenant=connection.tenant, message_id=message_id, user_id=user_id)

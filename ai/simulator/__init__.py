@@ -17,9 +17,10 @@ or ``with``.
 Properties: ``host``, ``port``, ``base_url``, ``openai_base_url`` (+ "/v1"),
 ``anthropic_base_url`` (= base_url). Methods (thread-safe): ``script(*steps) -> pending count``
 (validates, ValueError on a bad step), ``pending()``, ``requests(path=None)`` (the last 10,000
-provider requests: path, method, model, stream, headers subset, time, fault, body), ``clear()``
-(steps + log), ``reset()`` (also the constructor's defaults), ``configure(latency_ms=,
-ttft_ms=, tokens_per_second=, answer=, answer_tokens=, batch_polls=) -> settings``,
+provider requests: path, method, model, stream, headers subset, time, client_port, fault,
+body), ``clear()`` (steps + log), ``reset()`` (also the constructor's defaults),
+``configure(latency_ms=, ttft_ms=, tokens_per_second=, answer=, answer_tokens=, batch_polls=)
+-> settings``,
 ``config()``, ``batches()``.
 
 Out of process: ``python -m ai.simulator --port 8500`` (see ``ai/simulator/__main__.py``), then

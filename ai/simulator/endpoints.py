@@ -79,6 +79,9 @@ def handle(handler: SimulatorHandler) -> None:
             "stream": stream,
             "headers": {k: handler.headers[k] for k in LOGGED_HEADERS if k in handler.headers},
             "time": time.time(),
+            # The client's TCP port: the same one on two requests means one kept-alive
+            # connection (tests check that clients reuse their connections).
+            "client_port": handler.client_address[1],
             "fault": None if plan.kind == "ok" else plan.kind,
             "body": body,
         }
