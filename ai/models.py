@@ -140,7 +140,10 @@ class Job(models.Model):
     Its counts move with its items, in the same transactions."""
 
     class Kind(models.TextChoices):
-        PROMPTS = "prompts", "Prompts"  # room for summarize/classify over documents
+        PROMPTS = "prompts", "Prompts"
+        # Over knowledge-base documents (ai/jobs/documents.py): one item per document.
+        SUMMARIZE = "summarize", "Summarize documents"
+        CLASSIFY = "classify", "Classify documents"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -163,6 +166,12 @@ class Job(models.Model):
         max_length=80, blank=True, help_text="Atrium model key, or the route's."
     )
     system = models.TextField(blank=True)
+    instructions = models.TextField(
+        blank=True, help_text="Summarize/classify: the client's own words added to each prompt."
+    )
+    labels = models.JSONField(
+        default=list, blank=True, help_text="Classify: the labels each document gets one of."
+    )
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.DIRECT)
@@ -213,7 +222,8 @@ class Job(models.Model):
 
 
 class JobItem(models.Model):
-    """One prompt of a job: one model call, or a few when retried after a provider outage."""
+    """One prompt of a job: one model call, or a few when retried after a provider outage.
+    For a summarize/classify job, the prompt was built from one document at submission."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -226,8 +236,13 @@ class JobItem(models.Model):
     index = models.PositiveIntegerField()
     custom_id = models.CharField(max_length=64, blank=True, help_text="The client's own id.")
     input = models.TextField()
+    # Summarize/classify: the document (its public id; it may since have been deleted), and
+    # whether its text was cut to the character budget.
+    document_id = models.UUIDField(null=True, blank=True)
+    truncated = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     output = models.TextField(blank=True)
+    label = models.CharField(max_length=100, blank=True, help_text="Classify: the label given.")
     error = models.CharField(max_length=300, blank=True)
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="Model calls made (outcome recorded)."

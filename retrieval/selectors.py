@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.core.paginator import Page, Paginator
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet, Window
 from django.http import Http404
 from django_tenants.utils import tenant_context
 from pgvector.django import CosineDistance
@@ -52,6 +54,98 @@ def document_pks(*, tenant: Tenant, public_ids: list[uuid.UUID]) -> list[int]:
     """The tenant's documents among `public_ids` (others' ids are simply not there)."""
     with tenant_context(tenant):
         return list(Document.objects.filter(public_id__in=public_ids).values_list("pk", flat=True))
+
+
+def documents_by_public_id(
+    *, tenant: Tenant, public_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Document]:
+    """The tenant's documents among `public_ids`, by public id, with their title and status
+    only (others' ids are simply not there)."""
+    with tenant_context(tenant):
+        found = Document.objects.filter(public_id__in=public_ids).only(
+            "public_id", "title", "status"
+        )
+        return {document.public_id: document for document in found}
+
+
+@dataclass(frozen=True)
+class DocumentText:
+    text: str
+    truncated: bool  # the document has more text than was read
+
+
+def document_texts(
+    *, tenant: Tenant, document_ids: list[int], max_chars: int
+) -> dict[int, DocumentText]:
+    """The text of each document (by pk) rebuilt from its stored chunks, at most `max_chars`
+    characters: the chunks in order, the overlap between neighbours once, one embedding
+    model's copy (during a model switch a chunk is stored once per model: the serving model's
+    copy, or, for a document without one, the first model's). A document without chunks is
+    left out. Reads only about `max_chars` of text per document, however long it is."""
+    with tenant_context(tenant):
+        serving = knowledge_base_of(tenant=tenant).embedding_model
+        chosen: dict[int, str] = {}
+        copies = (
+            Chunk.objects.filter(document_id__in=document_ids)
+            .values_list("document_id", "embedding_model")
+            .distinct()
+            .order_by("document_id", "embedding_model")
+        )
+        for document_id, model in copies:
+            if model == serving or document_id not in chosen:
+                chosen[document_id] = model
+        if not chosen:
+            return {}
+        wanted = Q()
+        for model in set(chosen.values()):
+            documents = [pk for pk, chosen_model in chosen.items() if chosen_model == model]
+            wanted |= Q(embedding_model=model, document_id__in=documents)
+        by_document = [F("document_id")]
+        rows = (
+            Chunk.objects.filter(wanted)
+            .annotate(
+                first_start=Window(Min("start"), partition_by=by_document),
+                chunks=Window(Count("pk"), partition_by=by_document),
+            )
+            # Text rebuilt from chunks is never longer than the span they cover, so chunks
+            # starting past the budget cannot be needed (only counted, for `truncated`).
+            .filter(start__lte=F("first_start") + max_chars)
+            .order_by("document_id", "index")
+            .values_list("document_id", "start", "end", "text", "chunks")
+        )
+        texts: dict[int, DocumentText] = {}
+        for document_id, group in groupby(rows, key=itemgetter(0)):
+            read = list(group)
+            pieces = [(start, end, text) for _, start, end, text, _ in read]
+            texts[document_id] = _joined(pieces, max_chars, more=len(read) < read[0][4])
+        return texts
+
+
+def _joined(pieces: list[tuple[int, int, str]], max_chars: int, *, more: bool) -> DocumentText:
+    """Chunks (start, end, text) in order, as one text: a chunk overlapping the previous one
+    adds only what follows it (`text` is the extracted text's [start:end]); a gap between two
+    chunks (whitespace) becomes a space or, for more than one character, a blank line. Cut
+    to `max_chars` (at a word boundary near it, if any)."""
+    parts: list[str] = []
+    covered: int | None = None
+    for start, end, text in pieces:
+        if covered is not None:
+            if end <= covered:
+                continue
+            gap = start - covered
+            if gap < 0 and len(text) == end - start:
+                text = text[-gap:]
+            elif gap:
+                parts.append(" " if gap == 1 else "\n\n")
+        parts.append(text)
+        covered = end
+    joined = "".join(parts)
+    if len(joined) <= max_chars:
+        return DocumentText(joined, more)
+    cut = joined[:max_chars]
+    near = max_chars - 200
+    boundary = max(cut.rfind(" ", near), cut.rfind("\n", near))
+    return DocumentText(cut[:boundary] if boundary > 0 else cut, True)
 
 
 def documents_for_api(*, tenant: Tenant) -> QuerySet[Document]:

@@ -143,16 +143,18 @@ REDIS_URL = env_str("REDIS_URL", None if IS_PRODUCTION else _DEV_REDIS_URL)
 
 # DATABASE_POOL_MAX > 0: connections come from a psycopg pool of that size in each process
 # (Django's native pool support) instead of one new PostgreSQL connection (a server process
-# fork) per request, which costs ~5 ms of every request under daphne. Safe with schemas:
-# django-tenants sets search_path on each cursor before use. Off by default; docker-compose
-# turns it on for the web process.
-DATABASE_POOL_MAX = env_int("DATABASE_POOL_MAX", 0, minimum=0)
+# fork, ~5 ms) per request, socket message or task. Safe with schemas: django-tenants sets
+# search_path on each cursor before use. On by default; the test suite runs without a pool
+# (tests that need one turn it on), and DATABASE_POOL_MAX=0 restores one connection per
+# request (or per DATABASE_CONN_MAX_AGE seconds in processes that keep a thread).
+DATABASE_POOL_MAX = env_int("DATABASE_POOL_MAX", 0 if ATRIUM_ENV == "test" else 10, minimum=0)
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
         engine="django_tenants.postgresql_backend",
         conn_max_age=0 if DATABASE_POOL_MAX else env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
-        conn_health_checks=not DATABASE_POOL_MAX,
+        # With a pool, the pool checks a connection before handing it out.
+        conn_health_checks=True,
     ),
     # The same database through a connection of its own, for the usage ledger: a model call
     # is metered even when the caller's transaction rolls back (the spend happened anyway).
@@ -226,6 +228,11 @@ CELERY_TASK_ROUTES = {
 }
 # Task modules outside an app's own tasks.py (which autodiscovery finds by itself).
 CELERY_IMPORTS = ["ai.conversations.tasks", "ai.jobs.tasks"]
+# Celery's Django fixup closes every database connection before and after each task (a new
+# connection per task, and a new pool per task with DATABASE_POOL_MAX). With this it never
+# does; saas.celery closes the unusable or obsolete ones at task boundaries instead, as
+# Django does per request, so pooled and persistent connections are reused by the next task.
+CELERY_DB_REUSE_MAX = 1_000_000_000
 CELERY_TASK_QUEUES = [Queue(name) for name in ("interactive", "ingestion", "bulk", "billing")]
 
 # --- auth ------------------------------------------------------------------------------------
@@ -516,6 +523,10 @@ JOBS_RETRY_BACKOFF_S = env_int("JOBS_RETRY_BACKOFF_S", 15, minimum=0, maximum=30
 # Jobs in batch mode ("mode": "batch", sent as one OpenAI/Anthropic batch at the batch price):
 # seconds between looks at the provider's batch. Below the stalled-job check (2 x item lease).
 JOBS_BATCH_POLL_S = env_int("JOBS_BATCH_POLL_S", 60, minimum=1, maximum=JOBS_ITEM_LEASE_S)
+# Jobs over knowledge-base documents ("kind": "summarize" | "classify"): characters of a
+# document's text put in its item's prompt, at most (the rest is cut, and the prompt says so);
+# fewer when the tenant's plan allows fewer prompt tokens (AI_TIER_LIMITS).
+JOBS_DOCUMENT_MAX_CHARS = env_int("JOBS_DOCUMENT_MAX_CHARS", 24_000, minimum=1000)
 
 # --- API -------------------------------------------------------------------------------------
 

@@ -16,10 +16,12 @@ from ai.jobs.batch import _fields, _finish, _poll, batch_custom_id, job_ticket
 from ai.jobs.tasks import job_process_task
 from ai.models import Job, JobItem
 from billing.models import UsageRecord
-from tests.test_api import key_for
-from tests.test_jobs import JOBS, Jobs, results
+from tests import test_jobs
+from tests.test_jobs import results
 
 pytestmark = pytest.mark.django_db(databases=["default", "ledger"])
+# The jobs API as acme's and globex's keys see it (fixtures of test_jobs).
+acme_jobs, globex_jobs = test_jobs.acme_jobs, test_jobs.globex_jobs
 
 PROMPTS = ["Summarise the refund policy", "Translate hello to French", "Name three colours"]
 
@@ -27,16 +29,6 @@ PROMPTS = ["Summarise the refund policy", "Translate hello to French", "Name thr
 @pytest.fixture(autouse=True)
 def _jobs_settings(settings):
     settings.JOBS_RETRY_BACKOFF_S = 0  # retries come due at once (eager tasks cannot wait)
-
-
-@pytest.fixture
-def acme_jobs(world, django_capture_on_commit_callbacks) -> Jobs:
-    return Jobs(key_for(world.acme, scopes=JOBS), django_capture_on_commit_callbacks)
-
-
-@pytest.fixture
-def globex_jobs(world, django_capture_on_commit_callbacks) -> Jobs:
-    return Jobs(key_for(world.globex, scopes=JOBS), django_capture_on_commit_callbacks)
 
 
 @pytest.fixture

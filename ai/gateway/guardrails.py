@@ -138,3 +138,13 @@ def parse_structured(text: str, schema: dict[str, Any]) -> tuple[Any, str | None
         path = "/".join(str(p) for p in error.absolute_path) or "(root)"
         return None, f"does not match the schema at {path}: {error.message}"
     return data, None
+
+
+_FENCE_MARKS = re.compile(r"<{3,}|>{3,}")
+
+
+def fence_safe(text: str) -> str:
+    """`text` (untrusted) made safe to put between a <<< line and a >>> line in a prompt: runs of
+    three or more < or > are broken up ("> > >"), so it cannot close the fence early and go on
+    as instructions."""
+    return _FENCE_MARKS.sub(lambda match: " ".join(match.group()), text)

@@ -15,7 +15,13 @@ from ai.gateway import metrics
 from ai.gateway.cache import cache_fingerprint, cache_ttl
 from ai.gateway.config import Snapshot, config_snapshot, fresh_snapshot, now
 from ai.gateway.errors import AIDisabled, InputRejected
-from ai.gateway.guardrails import canary_for, check_prompt_size, injection_found, with_canary
+from ai.gateway.guardrails import (
+    canary_for,
+    check_prompt_size,
+    fence_safe,
+    injection_found,
+    with_canary,
+)
 from ai.gateway.prompts import prompt_render
 from ai.gateway.routing import (
     Target,
@@ -77,7 +83,8 @@ def feature_switch(snapshot: Snapshot, caller: Caller) -> str | None:
 
 def format_context(context: list[ContextDoc]) -> str:
     quoted = "\n\n".join(
-        f"[{i}] {doc.title or doc.id}\n<<<\n{doc.text}\n>>>" for i, doc in enumerate(context, 1)
+        f"[{i}] {fence_safe(doc.title or doc.id)}\n<<<\n{fence_safe(doc.text)}\n>>>"
+        for i, doc in enumerate(context, 1)
     )
     return f"{CONTEXT_INSTRUCTION}\n\n{quoted}"
 

@@ -43,6 +43,7 @@ from ai.gateway import (
     batch_poll_sync,
     batch_submit_sync,
 )
+from ai.jobs.documents import answer_outcome
 from ai.jobs.processing import RETRY_BACKOFF_MAX_S, Step, item_request_id
 from ai.jobs.selectors import FEATURE
 from ai.jobs.services import job_finalize
@@ -246,6 +247,10 @@ def _finish(job: Job, token: uuid.UUID | None, outcomes: dict[int, dict[str, obj
         # The job row first, as cancelling, finalizing and direct processing do.
         Job.objects.select_for_update().filter(pk=job.pk).first()
         for pk, fields in outcomes.items():
+            if fields["status"] == SUCCEEDED:
+                # As for a direct call: a classify answer naming no label fails the item.
+                status, answer = answer_outcome(job, str(fields.get("output", "")))
+                fields = {**fields, **answer, "status": status}
             fields = {**fields, "error": str(fields.get("error", ""))[:300]}
             held = JobItem.objects.filter(pk=pk, status=RUNNING)
             if token is not None:

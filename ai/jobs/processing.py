@@ -25,6 +25,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from ai.gateway import AIDisabled, AllProvidersFailed, Caller, GatewayError, Result, complete_sync
+from ai.jobs.documents import answer_outcome
 from ai.jobs.selectors import FEATURE, job_provider_key
 from ai.jobs.services import job_finalize
 from ai.models import Job, JobItem
@@ -189,10 +190,13 @@ def _process(tenant: Tenant, job: Job, item: JobItem) -> bool:
 
 
 def _succeeded(job: Job, item: JobItem, attempt: int, request_id: str, result: Result) -> None:
+    # The call succeeded; its answer may still fail the item (a classify answer naming no
+    # label), its tokens and cost counted all the same.
+    status, answer = answer_outcome(job, result.text)
     _record(
-        job, item, status=SUCCEEDED, attempts=attempt, request_id=request_id,
-        output=result.text, model=result.model, input_tokens=result.usage.input_tokens,
-        output_tokens=result.usage.output_tokens, cost_micros=result.cost_micros,
+        job, item, status=status, attempts=attempt, request_id=request_id,
+        model=result.model, input_tokens=result.usage.input_tokens,
+        output_tokens=result.usage.output_tokens, cost_micros=result.cost_micros, **answer,
     )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from ai.gateway import GatewayError, batch_check
 from ai.gateway.config import config_snapshot
 from ai.gateway.routing import route_targets, tenant_credentials, usable_models
 from ai.models import Job, JobItem
+from retrieval.selectors import documents_by_public_id
 from tenants.models import Tenant
 
 FEATURE = "chat"  # the catalog route bulk prompts take (ai/catalog ROUTES)
@@ -48,10 +49,19 @@ def jobs_page(*, tenant: Tenant, page: str | int | None, per_page: int = 25) -> 
 
 
 def job_items_page(*, tenant: Tenant, job: Job, page: str | int | None, per_page: int = 50) -> Page:
+    """One page of the job's items; those about a document carry `document_title` (empty
+    when the document has since been deleted)."""
     with tenant_context(tenant):
         result = Paginator(job_items(job=job), per_page).get_page(page)
-        result.object_list = list(result.object_list)
-        return result
+        items = list(result.object_list)
+    ids = [item.document_id for item in items if item.document_id]
+    if ids:
+        documents = documents_by_public_id(tenant=tenant, public_ids=ids)
+        for item in items:
+            found = documents.get(item.document_id) if item.document_id else None
+            item.document_title = found.title if found else ""  # type: ignore[attr-defined]
+    result.object_list = items
+    return result
 
 
 def job_model_allowed(*, tenant: Tenant, model: str) -> bool:

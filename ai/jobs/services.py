@@ -1,8 +1,10 @@
-"""Writes for bulk jobs: submit, cancel, finalize. Model calls happen in processing.py (tasks)."""
+"""Writes for bulk jobs: submit (prompts, or documents to summarize/classify), cancel, finalize.
+Model calls happen in processing.py (tasks)."""
 
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -15,6 +17,13 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from ai.gateway import GatewayError
+from ai.jobs.documents import (
+    DOCUMENT_KINDS,
+    INSTRUCTIONS_MAX_CHARS,
+    document_prompts,
+    documents_check,
+    labels_check,
+)
 from ai.jobs.selectors import job_batch_refusal, job_model_allowed
 from ai.models import Job, JobItem
 from saas.audit.services import audit_record
@@ -30,6 +39,8 @@ CUSTOM_ID_MAX_CHARS = 64
 class JobInput:
     prompt: str
     custom_id: str = ""
+    document_id: uuid.UUID | None = None  # summarize/classify: the document it was built from
+    truncated: bool = False  # ... whose text was cut to the budget
 
 
 class JobLimitReached(Exception):
@@ -85,6 +96,72 @@ def job_submit(
     only: any other is refused here, never silently sent direct). Raises ValidationError
     (messages per field) and JobLimitReached."""
     job_inputs_check(inputs, system=system)
+    job_options_check(tenant=tenant, model=model, mode=mode)
+    return _job_create(
+        tenant=tenant, inputs=inputs, kind=Job.Kind.PROMPTS, model=model, system=system,
+        max_tokens=max_tokens, mode=mode, api_key=api_key, user=user,
+    )  # fmt: skip
+
+
+def job_submit_documents(
+    *,
+    tenant: Tenant,
+    kind: str,
+    documents: list[uuid.UUID],
+    labels: list[str] | None = None,
+    instructions: str = "",
+    model: str = "",
+    system: str = "",
+    max_tokens: int | None = None,
+    mode: str = Job.Mode.DIRECT,
+    api_key: APIKey | None = None,
+    user: User | None = None,
+) -> Job:
+    """A job over the tenant's knowledge-base documents (by public id): `kind` "summarize"
+    (a summary of each) or "classify" (one of `labels` for each), one item per document,
+    its prompt built now from the document's text (ai/jobs/documents.py); otherwise as
+    `job_submit`. Raises ValidationError (messages per field: `documents.3`, `labels.1`, ...)
+    and JobLimitReached."""
+    if kind not in DOCUMENT_KINDS:
+        choices = ", ".join(DOCUMENT_KINDS)
+        raise ValidationError({"kind": [f"Jobs over documents are of kind {choices}."]})
+    errors: dict[str, list[str]] = {}
+    limit = settings.JOBS_MAX_PROMPT_CHARS
+    if len(system) > limit:
+        errors["system"] = [f"Use at most {limit} characters (this one has {len(system)})."]
+    if len(instructions) > INSTRUCTIONS_MAX_CHARS:
+        errors["instructions"] = [
+            f"Use at most {INSTRUCTIONS_MAX_CHARS} characters (these have {len(instructions)})."
+        ]
+    if kind == Job.Kind.CLASSIFY:
+        try:
+            labels = labels_check(labels or [])
+        except ValidationError as error:
+            errors.update(error.message_dict)
+    elif labels:
+        errors["labels"] = ["Only classify jobs take labels."]
+    try:
+        found = documents_check(tenant=tenant, document_ids=documents)
+    except ValidationError as error:
+        errors.update(error.message_dict)
+        found = []
+    if errors:
+        raise ValidationError(errors)
+    job_options_check(tenant=tenant, model=model, mode=mode)
+    prompts = document_prompts(
+        tenant=tenant, kind=kind, documents=found, labels=labels or [],
+        instructions=instructions, system=system,
+    )  # fmt: skip
+    inputs = [JobInput(p.prompt, document_id=p.document_id, truncated=p.truncated) for p in prompts]
+    return _job_create(
+        tenant=tenant, inputs=inputs, kind=kind, model=model, system=system,
+        max_tokens=max_tokens, mode=mode, api_key=api_key, user=user, labels=labels or [],
+        instructions=instructions.strip(),
+    )  # fmt: skip
+
+
+def job_options_check(*, tenant: Tenant, model: str, mode: str) -> None:
+    """The model (the tenant may use it) and the mode (batch: the model has a batch API)."""
     if mode not in Job.Mode.values:
         raise ValidationError({"mode": [f"Use one of {', '.join(Job.Mode.values)}."]})
     if model:
@@ -98,6 +175,22 @@ def job_submit(
         refusal = job_batch_refusal(tenant=tenant, model=model)
         if refusal:
             raise ValidationError({"mode": [refusal]})
+
+
+def _job_create(
+    *,
+    tenant: Tenant,
+    inputs: list[JobInput],
+    kind: str,
+    model: str,
+    system: str,
+    max_tokens: int | None,
+    mode: str,
+    api_key: APIKey | None,
+    user: User | None,
+    labels: list[str] | None = None,
+    instructions: str = "",
+) -> Job:
     with tenant_context(tenant), transaction.atomic():
         # One submission at a time per tenant (the table is the tenant's own), so parallel
         # requests cannot pass the active-jobs limit together.
@@ -111,19 +204,25 @@ def job_submit(
                 "Wait for one to finish or cancel one."
             )
         job = Job.objects.create(
-            model=model, system=system, max_tokens=max_tokens, total_items=len(inputs), mode=mode,
+            kind=kind, model=model, system=system, max_tokens=max_tokens,
+            total_items=len(inputs), mode=mode, labels=labels or [], instructions=instructions,
             api_key_id=api_key.pk if api_key else None, user_id=user.pk if user else None,
         )  # fmt: skip
-        JobItem.objects.bulk_create(
-            [
-                JobItem(job=job, index=index, input=item.prompt, custom_id=item.custom_id)
-                for index, item in enumerate(inputs)
-            ],
-            batch_size=500,
-        )
+        items = [
+            JobItem(
+                job=job,
+                index=index,
+                input=item.prompt,
+                custom_id=item.custom_id,
+                document_id=item.document_id,
+                truncated=item.truncated,
+            )
+            for index, item in enumerate(inputs)
+        ]
+        JobItem.objects.bulk_create(items, batch_size=500)
         audit_record(
             tenant=tenant, action="job.created", actor=user, target=str(job.public_id),
-            data={"items": len(inputs), "model": model, "mode": mode,
+            data={"items": len(inputs), "kind": kind, "model": model, "mode": mode,
                   **({"api_key": api_key.key_id} if api_key else {})},
         )  # fmt: skip
         # A few task chains per job (each takes one of the tenant's bulk slots when it runs);
