@@ -263,6 +263,9 @@ def knowledge_search(
             .select_related("document")
             .defer("embedding")[:limit]
         )
+        # An iterative scan returns rows only roughly in order (relaxed_order); the ranks fused
+        # below must be exact (pgvector's advice: re-sort what the scan returned).
+        by_vector.sort(key=lambda chunk: chunk.distance)
         text_query = SearchQuery(query, search_type="websearch", config="english")
         by_text = list(
             chunks.filter(search_vector=text_query)

@@ -494,6 +494,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Bulk jobs whose tasks were lost (a worker crashed past its retries) are queued again.
     "jobs-resume-stalled": {"task": "ai.jobs.tasks.jobs_resume_stalled_task", "schedule": 60.0},
+    # Chat answers whose task was lost end (failed, or incomplete with what was shown).
+    "answers-end-lost": {"task": "ai.conversations.tasks.answers_end_lost_task", "schedule": 60.0},
 }
 
 # --- bulk jobs -------------------------------------------------------------------------------

@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from ai.conversations import live, services
-from ai.conversations.generation import answer_generate
+from ai.conversations.generation import LOST_ANSWER, answer_generate
 from ai.conversations.services import conversation_start
 from ai.gateway.ledger_writer import usage_flush
 from ai.models import Message
@@ -324,3 +326,55 @@ def test_a_relay_that_fails_tells_the_page(chat, queued, monkeypatch):
     started, failure = async_to_sync(run)()
     assert started["type"] == "started"
     assert failure["type"] == "error" and failure["code"] == "relay_failed"
+
+
+def test_an_answer_whose_task_was_lost_ends_and_frees_its_conversation(chat, queued):
+    """A queued answer no worker will ever run (the publish failed, the broker was flushed):
+    past the longest a task could still be on it, the beat task ends it, failed (nothing was
+    shown) or incomplete (with what was), and the conversation takes messages again. A recent
+    answer, and another tenant's, are left alone."""
+    from ai.conversations.tasks import answers_end_lost_task, lost_after
+
+    world, conversation, _ = chat
+    lost = services.conversation_send(
+        tenant=world.acme, conversation=conversation, content="Hello?", user=world.alice
+    ).answer
+    half_conversation = conversation_start(tenant=world.acme, user=world.alice)
+    half = services.conversation_send(
+        tenant=world.acme, conversation=half_conversation, content="Hi", user=world.alice
+    ).answer
+    recent_conversation = conversation_start(tenant=world.acme, user=world.alice)
+    recent = services.conversation_send(
+        tenant=world.acme, conversation=recent_conversation, content="Now", user=world.alice
+    ).answer
+    globex_conversation = conversation_start(tenant=world.globex, user=world.charlie)
+    globex_recent = services.conversation_send(
+        tenant=world.globex, conversation=globex_conversation, content="Hey", user=world.charlie
+    ).answer
+    half_key = live.stream_key("t_acme", str(half.public_id))
+
+    async def shown_half():
+        await live.append(async_client(), half_key, 1, {"type": "delta", "text": "Half"})
+
+    async_to_sync(shown_half)()
+    long_ago = timezone.now() - lost_after() - timedelta(minutes=1)
+    with schema_context("t_acme"):
+        Message.objects.filter(pk__in=[lost.pk, half.pk]).update(created_at=long_ago)
+
+    answers_end_lost_task()
+
+    with schema_context("t_acme"):
+        ended = {m.pk: m for m in Message.objects.filter(role="assistant")}
+    assert (ended[lost.pk].status, ended[lost.pk].error) == ("failed", LOST_ANSWER)
+    assert (ended[half.pk].status, ended[half.pk].content) == ("incomplete", "Half")
+    assert ended[recent.pk].status == "generating"
+    with schema_context("t_globex"):
+        assert Message.objects.get(pk=globex_recent.pk).status == "generating"
+
+    async def last_event(key: str) -> dict:
+        return json.loads((await live.entries_after(async_client(), key, 0))[-1].json)
+
+    assert async_to_sync(last_event)(half_key)["status"] == "incomplete"
+    services.conversation_send(  # the conversation is free again
+        tenant=world.acme, conversation=conversation, content="Again", user=world.alice
+    )

@@ -1,18 +1,22 @@
 """Answers in a real worker run on one event loop per worker process (saas.lib.worker_loop):
 the provider connection (in production, a TLS handshake before the first token) and the Redis
 connection outlive an answer, where a new loop per task opened new ones every time. The task's
-database work still runs in the task's thread, in its tenant."""
+database work still runs in the task's thread, in its tenant, also while the answer winds down
+after Celery's soft time limit."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from django_tenants.utils import schema_context, tenant_context
 
-from ai.conversations import services
+from ai.conversations import live, services
 from ai.conversations.tasks import answer_generate_task
 from ai.models import Message
+from saas.lib.redis import async_client
 from tests.conftest import ensure_world
 from tests.live import celery_worker, log_tail
 
@@ -57,3 +61,39 @@ def _wait_finished(message_id: int, log, timeout_s: float = 60) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError(log_tail(log))
+
+
+def test_an_answer_out_of_time_ends_incomplete_with_what_was_shown(
+    sim, tmp_path, monkeypatch, celery_eager
+):
+    """Celery's soft time limit strikes mid-answer: the answer ends incomplete with exactly the
+    text the page was shown (and the stream's `end`), instead of staying "generating" and
+    blocking its conversation for good."""
+    celery_eager.conf.task_always_eager = False
+    sim.configure(tokens_per_second=20, answer_tokens=400)  # 20 s: far past the limit below
+    world = ensure_world()
+    queued: list[dict] = []
+    monkeypatch.setattr(services, "enqueue_for", lambda tenant, task, **kw: queued.append(kw))
+    conversation = services.conversation_start(tenant=world.acme, user=world.alice)
+    exchange = services.conversation_send(
+        tenant=world.acme, conversation=conversation, content="Tell me everything",
+        user=world.alice,
+    )  # fmt: skip
+    env = {"OPENAI_API_KEY": "sk-loop-test", "OPENAI_BASE_URL": sim.openai_base_url}
+    log = tmp_path / "worker.log"
+    with celery_worker(log=log, queues=(QUEUE,), env=env, pool="prefork") as worker:
+        worker.wait_ready()
+        with tenant_context(world.acme):
+            answer_generate_task.apply_async(kwargs=queued[0], queue=QUEUE, soft_time_limit=2)
+        _wait_finished(exchange.answer.pk, log)
+    key = live.stream_key("t_acme", str(exchange.answer.public_id))
+    events = async_to_sync(_events)(key)
+    with schema_context("t_acme"):
+        answer = Message.objects.get(pk=exchange.answer.pk)
+    shown = "".join(e["text"] for e in events if e["type"] == "delta")
+    assert answer.status == "incomplete" and shown and answer.content == shown
+    assert events[-1]["type"] == "end" and events[-1]["status"] == "incomplete"
+
+
+async def _events(key: str) -> list[dict]:
+    return [json.loads(entry.json) for entry in await live.entries_after(async_client(), key, 0)]

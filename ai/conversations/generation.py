@@ -6,6 +6,7 @@ off), cancelled (stopped, with what was generated, metered) or failed (with the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -20,6 +21,7 @@ from tenants.models import Tenant, User
 
 # How often a running answer looks at its stop flag (also while the provider is silent).
 STOP_CHECK_S = 0.2
+LOST_ANSWER = "This answer was lost before it was generated. Please send your message again."
 
 
 def end_event(answer: Message) -> dict[str, Any]:
@@ -49,11 +51,8 @@ async def answer_generate(*, tenant: Tenant, message_id: int, user_id: int | Non
         return
     client = async_client()
     key = live.stream_key(tenant.schema_name, str(answer.public_id))
-    sent = await live.length(client, key)
-    if sent:
-        text = await live.text_so_far(client, key)
-        await sync_to_async(_interrupted)(tenant, answer, text)
-        await live.append(client, key, sent + 1, end_event(answer))
+    if await live.length(client, key):
+        await _end_interrupted(client, tenant, answer, key)
         return
     try:
         call = await sync_to_async(answer_call)(
@@ -64,11 +63,22 @@ async def answer_generate(*, tenant: Tenant, message_id: int, user_id: int | Non
         await sync_to_async(answer_failed)(tenant, answer, error.message)
         await live.append(client, key, await live.length(client, key) + 1, end_event(answer))
         return
+    except asyncio.CancelledError:
+        # The task's time ran out (Celery's soft limit): the answer ends incomplete with what
+        # was shown, rather than staying "generating" and the conversation blocked.
+        await _end_interrupted(client, tenant, answer, key)
+        raise
     if result is None:  # stopped before the gateway produced a result
         await sync_to_async(_interrupted)(tenant, answer, "", status=Message.Status.CANCELLED)
     else:
         answer = await sync_to_async(answer_finish)(tenant, answer, result, call.citations)
     await live.append(client, key, seq + 1, end_event(answer))
+
+
+async def _end_interrupted(client, tenant: Tenant, answer: Message, key: str) -> None:
+    """End the answer incomplete with exactly the text its stream showed, and an `end` event."""
+    await sync_to_async(_interrupted)(tenant, answer, await live.text_so_far(client, key))
+    await live.append(client, key, await live.length(client, key) + 1, end_event(answer))
 
 
 async def _stream_until_done_or_stopped(client, tenant: Tenant, answer: Message, call, key: str):
@@ -86,12 +96,18 @@ async def _stream_until_done_or_stopped(client, tenant: Tenant, answer: Message,
     task = asyncio.ensure_future(relay())
     stop = live.stop_key(tenant.schema_name, str(answer.public_id))
     stopped = False
-    while not task.done():
-        await asyncio.wait({task}, timeout=STOP_CHECK_S)
-        if not task.done() and await client.exists(stop):
-            task.cancel()  # closes the provider call; the gateway meters what was generated
-            stopped = True
-            break
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=STOP_CHECK_S)
+            if not task.done() and await client.exists(stop):
+                task.cancel()  # closes the provider call; the gateway meters what was generated
+                stopped = True
+                break
+    except asyncio.CancelledError:  # this run is cancelled: the provider call ends with it
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise
     try:
         await task
     except asyncio.CancelledError:
@@ -119,6 +135,21 @@ def _interrupted(
     answer.content, answer.status = text, status
     with tenant_context(tenant):
         answer.save(update_fields=["content", "status"])
+
+
+async def answer_end_lost(*, tenant: Tenant, message_id: int) -> None:
+    """End an answer no task is generating any more (its task was lost) so its conversation
+    takes messages again: incomplete with what its stream showed, or failed if nothing was."""
+    answer = await sync_to_async(_generating)(tenant, message_id)
+    if answer is None:
+        return
+    client = async_client()
+    key = live.stream_key(tenant.schema_name, str(answer.public_id))
+    if await live.length(client, key):
+        await _end_interrupted(client, tenant, answer, key)
+        return
+    await sync_to_async(answer_failed)(tenant, answer, LOST_ANSWER)
+    await live.append(client, key, 1, end_event(answer))
 
 
 async def answer_stop(*, tenant: Tenant, message: Message) -> None:

@@ -40,7 +40,8 @@ def run_async[T](
     function: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any
 ) -> T:
     """`function(*args, **kwargs)` to completion, on the process's loop in a worker. An
-    exception in this thread (Celery's soft time limit) cancels the coroutine."""
+    exception in this thread (Celery's soft time limit) cancels the coroutine, then is raised
+    once the coroutine has handled its cancellation."""
     if not _enabled:
         return async_to_sync(function)(*args, **kwargs)
     loop = _process_loop()
@@ -53,7 +54,10 @@ def run_async[T](
             executor.run_until_future(future)
             return future.result()
         except BaseException:
+            # Cancelled, the coroutine cleans up (stores what it has); its sync_to_async calls
+            # need this thread, so it is served until the coroutine has ended.
             future.cancel()
+            executor.run_until_future(future)
             raise
     finally:
         AsyncToSync.loop_thread_executors.pop(loop, None)
