@@ -182,3 +182,17 @@ def test_other_tenants_and_browser_conversations_stay_out_of_reach(world, acme, 
     assert acme.delete(f"/api/v1/conversations/{conversation_id}").status_code == 204
     with schema_context("t_acme"):
         assert not Message.objects.exists()
+
+
+def test_conversation_and_message_lists_take_a_limit(world, acme, sim):
+    """`limit` pages conversations and messages like every other list; a bad one is a 400."""
+    ids = [start(acme, title=f"C{n}") for n in range(3)]
+    send(acme, ids[0], "One")
+    page = acme.get("/api/v1/conversations?limit=2").json()
+    assert len(page["results"]) == 2 and page["next"]
+    assert [c["id"] for c in page["results"]] == [ids[0], ids[2]]  # the last active first
+    messages = acme.get(f"/api/v1/conversations/{ids[0]}/messages?limit=1").json()
+    assert [m["role"] for m in messages["results"]] == ["user"] and messages["next"]
+    for bad in ("0", "201", "x"):
+        response = acme.get(f"/api/v1/conversations?limit={bad}")
+        assert response.status_code == 400 and "limit" in response.json()["errors"]

@@ -9,7 +9,6 @@ import uuid
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,6 +25,7 @@ from ai.gateway.tokens import estimate_tokens
 from ai.models import Conversation, Message
 from saas.api.idempotency import PARAMETER as IDEMPOTENCY_KEY
 from saas.api.idempotency import idempotent
+from saas.api.pagination import NewestFirst
 from saas.api.schema import IDEMPOTENT_RESPONSES, PROBLEM_RESPONSES, ProblemSerializer
 from saas.api.throttling import tokens_settle, tokens_take
 from saas.api.views import TenantAPIView
@@ -81,12 +81,15 @@ class ReplySerializer(serializers.Serializer):
     answer = MessageSerializer()
 
 
-class RecentFirst(CursorPagination):
+class RecentFirst(NewestFirst):
+    """Conversations, the last active first (`limit` as every list)."""
+
     ordering = ("-updated_at", "-id")
-    page_size = 50
 
 
-class OldestFirst(CursorPagination):
+class OldestFirst(NewestFirst):
+    """A conversation's messages in order."""
+
     ordering = ("created_at", "id")
     page_size = 100
 
