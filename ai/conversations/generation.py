@@ -17,7 +17,7 @@ from ai.conversations.services import answer_call, answer_failed, answer_finish
 from ai.gateway import Delta, GatewayError, stream
 from ai.models import Message
 from saas.lib.redis import async_client
-from tenants.models import Tenant, User
+from tenants.models import Tenant
 
 # How often a running answer looks at its stop flag (also while the provider is silent).
 STOP_CHECK_S = 0.2
@@ -56,7 +56,7 @@ async def answer_generate(*, tenant: Tenant, message_id: int, user_id: int | Non
         return
     try:
         call = await sync_to_async(answer_call)(
-            tenant, answer.conversation, answer, user=await sync_to_async(_user)(user_id)
+            tenant, answer.conversation, answer, user_id=user_id
         )
         seq, result = await _stream_until_done_or_stopped(client, tenant, answer, call, key)
     except GatewayError as error:
@@ -91,7 +91,16 @@ async def _stream_until_done_or_stopped(client, tenant: Tenant, answer: Message,
             async for item in items:
                 if isinstance(item, Delta) and item.text:
                     seq += 1
-                    await live.append(client, key, seq, {"type": "delta", "text": item.text})
+                    event = {"type": "delta", "text": item.text}
+                    write = asyncio.ensure_future(live.append(client, key, seq, event))
+                    try:
+                        await asyncio.shield(write)
+                    except asyncio.CancelledError:
+                        # Stopped mid-append: the entry is written in full before the run
+                        # ends the stream, so its end follows it and what is stored is what
+                        # the page was shown.
+                        await write
+                        raise
 
     task = asyncio.ensure_future(relay())
     stop = live.stop_key(tenant.schema_name, str(answer.public_id))
@@ -123,10 +132,6 @@ def _generating(tenant: Tenant, message_id: int) -> Message | None:
             .filter(pk=message_id, status=Message.Status.GENERATING)
             .first()
         )
-
-
-def _user(user_id: int | None) -> User | None:
-    return User.objects.filter(pk=user_id).first() if user_id else None
 
 
 def _interrupted(

@@ -69,7 +69,10 @@ def conversation_reply(
     content = content.strip()
     _check(content)
     question, answer = _begin(tenant, conversation, content, request_id)
-    call = answer_call(tenant, conversation, answer, user=user, api_key=api_key, model=model)
+    call = answer_call(
+        tenant, conversation, answer, user_id=user.pk if user else None, api_key=api_key,
+        model=model,
+    )  # fmt: skip
     try:
         result = complete_sync(**call.gateway_kwargs)
     except GatewayError as error:
@@ -108,7 +111,7 @@ def answer_call(
     conversation: Conversation,
     answer: Message,
     *,
-    user: User | None = None,
+    user_id: int | None = None,
     api_key: APIKey | None = None,
     model: str | None = None,
 ) -> AnswerCall:
@@ -118,11 +121,11 @@ def answer_call(
     feature, prompt, context, citations = "chat", Prompt("chat"), [], []
     if conversation.knowledge_base:
         feature, prompt = "answer", Prompt("answer")
-        context, citations = _grounding(tenant, messages[-1]["content"], user, api_key)
+        context, citations = _grounding(tenant, messages[-1]["content"], user_id, api_key)
     prompt.variables = {"organization": tenant.name}
     caller = Caller(
         tenant, feature, answer.request_id,
-        user_id=user.pk if user else None, api_key_id=api_key.pk if api_key else None,
+        user_id=user_id, api_key_id=api_key.pk if api_key else None,
     )  # fmt: skip
     kwargs = {"caller": caller, "messages": messages, "prompt": prompt, "context": context}
     if model:
@@ -188,13 +191,13 @@ def _begin(
     return question, answer
 
 
-def _grounding(tenant: Tenant, question: str, user: User | None, api_key: APIKey | None):
+def _grounding(tenant: Tenant, question: str, user_id: int | None, api_key: APIKey | None):
     from retrieval.answering import context_docs
     from retrieval.selectors import knowledge_search
 
     hits = knowledge_search(
         tenant=tenant, query=question,
-        user_id=user.pk if user else None, api_key_id=api_key.pk if api_key else None,
+        user_id=user_id, api_key_id=api_key.pk if api_key else None,
     )  # fmt: skip
     citations = [
         {
