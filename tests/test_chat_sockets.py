@@ -378,3 +378,23 @@ def test_an_answer_whose_task_was_lost_ends_and_frees_its_conversation(chat, que
     services.conversation_send(  # the conversation is free again
         tenant=world.acme, conversation=conversation, content="Again", user=world.alice
     )
+
+
+def test_a_socket_that_follows_as_the_last_one_leaves_still_gets_its_stream():
+    """The reader stops when its last follower leaves; a follower joining in the same moment
+    (one page's answer ends as another's resumes) must get a reader of its own, not the one
+    winding down."""
+    keys = ("atrium:test-follow:leaving", "atrium:test-follow:joining")
+
+    async def run():
+        client = async_client()
+        await client.delete(*keys)
+        async with live.follow(keys[0], 0):
+            await asyncio.sleep(0.1)  # the reader is blocked in its read
+        async with live.follow(keys[1], 0) as follower:
+            await live.append(client, keys[1], 1, {"type": "end"})
+            got = await follower.entries(2)
+        await client.delete(*keys)
+        return [entry.seq for entry in got]
+
+    assert async_to_sync(run)() == [1]

@@ -195,6 +195,7 @@ class _Reader:
             self.positions.pop(follower.key, None)
         if not self.followers and self.task is not None:
             self.task.cancel()  # no one to read for: do not hold a blocked connection
+            self.task = None  # a follower joining before it has wound down starts a new one
 
     async def wake(self) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
