@@ -222,6 +222,30 @@ def test_it_refuses_a_model_the_tenant_may_not_use_with_openais_404(world: World
 
 
 @LIVE
+def test_a_request_the_provider_rejects_is_the_callers_400_not_a_502_to_retry(
+    world: World, live_server, sim
+):
+    """A provider's 400 (say, input over the model's context) is about the request: the SDK
+    gets a 400, which it does not retry, where a 502 would have it send the request again.
+    A provider's 404 (the catalog names a model it lacks) stays the platform's 502."""
+    _key, raw = new_key(world.acme)
+    client = sdk(live_server, raw).with_options(max_retries=2)  # as SDKs are by default
+    hello = [{"role": "user", "content": "Hello"}]
+    for stream in (False, True):
+        sim.clear()
+        sim.script({"fault": "status", "code": 400, "message": "context length exceeded"})
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.chat.completions.create(model="gpt-4o-mini", messages=hello, stream=stream)
+        assert raised.value.code == "provider_rejected_request"
+        assert len(sim.requests("/v1/chat/completions")) == 1  # no retry, no failover
+    sim.script({"fault": "status", "code": 404})
+    with pytest.raises(openai.InternalServerError):
+        client.with_options(max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", messages=hello
+        )
+
+
+@LIVE
 def test_it_answers_from_the_keys_tenants_knowledge_base_with_citations(
     world: World, live_server, sim
 ):

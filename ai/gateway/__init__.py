@@ -34,6 +34,7 @@ from ai.gateway.errors import (
     InputRejected,
     ModelNotAllowed,
     ProviderRefused,
+    ProviderRejectedRequest,
     StructuredOutputInvalid,
 )
 from ai.gateway.streaming import GatewayStream, stream
@@ -63,6 +64,7 @@ __all__ = [
     "ModelNotAllowed",
     "Prompt",
     "ProviderRefused",
+    "ProviderRejectedRequest",
     "Result",
     "StructuredOutputInvalid",
     "batch_cancel",

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from ai.gateway import metrics
 from ai.gateway.breaker import breaker_allow, breaker_failure, breaker_success
-from ai.gateway.errors import AllProvidersFailed, ProviderRefused
+from ai.gateway.errors import AllProvidersFailed, ProviderRefused, ProviderRejectedRequest
 from ai.gateway.routing import Target
 from ai.providers.base import ProviderError
 
@@ -79,7 +79,7 @@ async def run_chain[T](
                 if not error.retriable:
                     if probe:
                         await breaker_success(target.breaker_key, probe=True)
-                    raise ProviderRefused(_refusal_message(error)) from None
+                    raise provider_refusal(error) from None
                 if await breaker_failure(target.breaker_key, probe=probe):
                     metrics.BREAKER_OPENED.labels(target.model.provider, target.model.key).inc()
                 wait = _wait_before_retry(error, attempt, deadline, state)
@@ -112,9 +112,17 @@ def _wait_before_retry(
     return wait
 
 
-def _refusal_message(error: ProviderError) -> str:
+def provider_refusal(error: ProviderError) -> ProviderRefused:
+    """The gateway error for a provider's non-retriable refusal (messages safe to show)."""
     if error.kind == "auth":
-        return "The provider rejected the API key. An administrator should check the key."
+        return ProviderRefused(
+            "The provider rejected the API key. An administrator should check the key."
+        )
     if error.kind == "forbidden":
-        return "The provider refused access to this model."
-    return error.message  # already safe: adapters never put keys or bodies in it
+        return ProviderRefused("The provider refused access to this model.")
+    # Adapters never put keys or bodies in the message. A 400, 413 or 422 (or a refusal made
+    # without HTTP: no status) is about the request's content; anything else (a 404: the
+    # catalog names a model the provider does not have) is the platform's to fix.
+    if error.status in (None, 400, 413, 422):
+        return ProviderRejectedRequest(error.message)
+    return ProviderRefused(error.message)

@@ -29,7 +29,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from ai.gateway import metrics
-from ai.gateway.attempts import ChainState, Deadline, run_chain
+from ai.gateway.attempts import ChainState, Deadline, provider_refusal, run_chain
 from ai.gateway.config import Price, Snapshot, config_snapshot
 from ai.gateway.core import _record_unplanned, chat_request, record_failure
 from ai.gateway.errors import (
@@ -352,7 +352,7 @@ def _gateway_error(error: ProviderError) -> GatewayError:
             "The provider is not answering right now; the batch will be looked at again.",
             retry_after=error.retry_after or 30.0,
         )
-    return ProviderRefused(error.message)
+    return provider_refusal(error)
 
 
 async def _endpoint(tenant: Tenant, ticket: BatchTicket) -> tuple[BatchAdapter, Credentials]:

@@ -35,6 +35,15 @@ class ProviderRefused(GatewayError):
     status = 502
 
 
+class ProviderRejectedRequest(ProviderRefused):
+    """The provider refused the request itself as invalid (its 4xx other than auth, e.g. input
+    over the model's context): most likely the caller's input, so a 400 for the caller, not a
+    5xx it would retry."""
+
+    code = "provider_rejected_request"
+    status = 400
+
+
 class AllProvidersFailed(GatewayError):
     code = "providers_unavailable"
     status = 503

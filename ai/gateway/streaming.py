@@ -16,7 +16,13 @@ from typing import Any
 from django.conf import settings
 
 from ai.gateway import metrics
-from ai.gateway.attempts import ChainState, Deadline, attempt_timeout, backoff_seconds
+from ai.gateway.attempts import (
+    ChainState,
+    Deadline,
+    attempt_timeout,
+    backoff_seconds,
+    provider_refusal,
+)
 from ai.gateway.breaker import breaker_allow, breaker_failure, breaker_success
 from ai.gateway.core import (
     CacheStatus,
@@ -28,7 +34,7 @@ from ai.gateway.core import (
     record_failure,
     remember,
 )
-from ai.gateway.errors import AllProvidersFailed, GatewayError, ProviderRefused
+from ai.gateway.errors import AllProvidersFailed, GatewayError
 from ai.gateway.guardrails import StreamRedactor, redact
 from ai.gateway.plan import Plan
 from ai.gateway.routing import Target
@@ -125,7 +131,7 @@ async def _stream_planned(plan: Plan, owner: GatewayStream) -> AsyncIterator[Str
                         outcome, error_message = Outcome.INCOMPLETE, error.message
                         break
                     if not error.retriable:
-                        raise ProviderRefused(error.message) from None
+                        raise provider_refusal(error) from None
                     wait = error.retry_after or backoff_seconds(attempt)
                     last_try = attempt + 1 >= settings.AI_MAX_ATTEMPTS_PER_MODEL
                     if last_try or wait >= deadline.remaining:

@@ -25,6 +25,7 @@ from ai.gateway import (
     GatewayError,
     InputRejected,
     ModelNotAllowed,
+    ProviderRejectedRequest,
 )
 from saas.api.errors import PROBLEM, problem_exception_handler
 from saas.api.schema import ProblemSerializer
@@ -88,6 +89,8 @@ def gateway_error(error: GatewayError) -> OpenAIAPIError:
         return OpenAIAPIError(404, error.message, code="model_not_found", param="model")
     if isinstance(error, InputRejected):
         return OpenAIAPIError(400, error.message, code="input_rejected", param="messages")
+    if isinstance(error, ProviderRejectedRequest):
+        return OpenAIAPIError(400, error.message, code=error.code)
     if isinstance(error, AIDisabled):
         return OpenAIAPIError(503, error.message, code="ai_disabled")
     if isinstance(error, AllProvidersFailed):
