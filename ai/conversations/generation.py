@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+import redis.asyncio as redis_async
 from asgiref.sync import sync_to_async
 from django_tenants.utils import tenant_context
 
@@ -46,14 +47,10 @@ async def answer_generate(*, tenant: Tenant, message_id: int, user_id: int | Non
     """Generate the answer message `message_id` (in `tenant`'s schema) unless it is finished
     already (a duplicate run). A run that finds part of the answer streamed already (its worker
     died) keeps that part, marked incomplete, rather than answering twice."""
-    answer = await sync_to_async(_generating)(tenant, message_id)
-    if answer is None:
+    unstarted = await _unstarted_answer(tenant, message_id)
+    if unstarted is None:
         return
-    client = async_client()
-    key = live.stream_key(tenant.schema_name, str(answer.public_id))
-    if await live.length(client, key):
-        await _end_interrupted(client, tenant, answer, key)
-        return
+    answer, client, key = unstarted
     try:
         call = await sync_to_async(answer_call)(
             tenant, answer.conversation, answer, user_id=user_id
@@ -73,6 +70,23 @@ async def answer_generate(*, tenant: Tenant, message_id: int, user_id: int | Non
     else:
         answer = await sync_to_async(answer_finish)(tenant, answer, result, call.citations)
     await live.append(client, key, seq + 1, end_event(answer))
+
+
+async def _unstarted_answer(
+    tenant: Tenant, message_id: int
+) -> tuple[Message, redis_async.Redis, str] | None:
+    """The answer `message_id` with its Redis client and stream key, if it is generating and
+    nothing was streamed yet. One whose stream has entries (a run of it died, or its task was
+    lost mid-way) is ended incomplete with exactly them; a finished one is left alone."""
+    answer = await sync_to_async(_generating)(tenant, message_id)
+    if answer is None:
+        return None
+    client = async_client()
+    key = live.stream_key(tenant.schema_name, str(answer.public_id))
+    if await live.length(client, key):
+        await _end_interrupted(client, tenant, answer, key)
+        return None
+    return answer, client, key
 
 
 async def _end_interrupted(client, tenant: Tenant, answer: Message, key: str) -> None:
@@ -145,14 +159,10 @@ def _interrupted(
 async def answer_end_lost(*, tenant: Tenant, message_id: int) -> None:
     """End an answer no task is generating any more (its task was lost) so its conversation
     takes messages again: incomplete with what its stream showed, or failed if nothing was."""
-    answer = await sync_to_async(_generating)(tenant, message_id)
-    if answer is None:
+    unstarted = await _unstarted_answer(tenant, message_id)
+    if unstarted is None:
         return
-    client = async_client()
-    key = live.stream_key(tenant.schema_name, str(answer.public_id))
-    if await live.length(client, key):
-        await _end_interrupted(client, tenant, answer, key)
-        return
+    answer, client, key = unstarted
     await sync_to_async(answer_failed)(tenant, answer, LOST_ANSWER)
     await live.append(client, key, 1, end_event(answer))
 
