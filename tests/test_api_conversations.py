@@ -142,6 +142,10 @@ def test_a_failed_answer_is_kept_with_its_reason_and_reported(world, acme, sim, 
     assert messages[1]["error"]
     sim.reset()
     assert send(acme, conversation_id, "Again?").status_code == 201  # not stuck "generating"
+    # A request the provider rejects as invalid is the caller's 400 (not a 5xx to retry).
+    sim.script({"fault": "status", "code": 400})
+    rejected = send(acme, conversation_id, "Too long?")
+    assert rejected.status_code == 400 and "refused" in rejected.json()["detail"]
 
 
 def test_the_token_limit_refuses_with_retry_after(world, acme, sim, settings):
