@@ -24,12 +24,13 @@ from django.db.models import F, Min, Q
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from ai.gateway import AIDisabled, AllProvidersFailed, Caller, GatewayError, Result, complete_sync
+from ai.gateway import AIDisabled, AllProvidersFailed, Caller, GatewayError, Result, complete
 from ai.jobs.documents import answer_outcome
 from ai.jobs.selectors import FEATURE, job_provider_key
 from ai.jobs.services import job_finalize
 from ai.models import Job, JobItem
 from saas.lib.semaphore import Lease, Semaphore
+from saas.lib.worker_loop import run_async
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -172,8 +173,9 @@ def _process(tenant: Tenant, job: Job, item: JobItem) -> bool:
     request_id = item_request_id(job, item.index, attempt)
     caller = Caller(tenant, FEATURE, request_id, user_id=job.user_id, api_key_id=job.api_key_id)
     try:
-        result = complete_sync(
-            caller=caller, messages=[{"role": "user", "content": item.input}],
+        # On the worker process's own event loop: the provider connection serves every item.
+        result = run_async(
+            complete, caller=caller, messages=[{"role": "user", "content": item.input}],
             system=job.system, model=job.model or None, max_tokens=job.max_tokens,
         )  # fmt: skip
     except RETRIABLE as error:
