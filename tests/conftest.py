@@ -220,6 +220,17 @@ def live_env() -> dict[str, str]:
 
 
 @pytest.fixture
+def page():
+    """A page in Debian's headless Chromium (tests/live.chromium), 10 s default timeout."""
+    from tests.live import chromium
+
+    with chromium() as browser:
+        context = browser.new_context()
+        context.set_default_timeout(10_000)
+        yield context.new_page()
+
+
+@pytest.fixture
 def daphne_live_server(transactional_db, live_env, tmp_path, settings):
     """The real ASGI app (HTTP and websockets) served by daphne in a process of its own, on
     the test database: `page.goto(daphne_live_server.url("acme.localhost", "/documents/"))`.

@@ -17,7 +17,7 @@ from ai.models import Message
 from retrieval.models import Document
 from retrieval.services import document_ingest, document_upload
 from tests.conftest import PASSWORD, World, host_of
-from tests.live import CHROMIUM, celery_worker, chromium, log_tail, watch_problems
+from tests.live import CHROMIUM, celery_worker, log_tail, watch_problems
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed"),
@@ -99,14 +99,6 @@ def chat_worker(transactional_db, tmp_path, live_env):
     """A real worker process on the interactive queue (answers), on the test database."""
     with celery_worker(log=tmp_path / "worker.log", queues=("interactive",), env=live_env) as w:
         yield w
-
-
-@pytest.fixture
-def page():
-    with chromium() as browser:
-        context = browser.new_context()
-        context.set_default_timeout(10_000)
-        yield context.new_page()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from retrieval.services import EMBED_BATCH
 from tests.conftest import PASSWORD, World, host_of
-from tests.live import CHROMIUM, celery_worker, chromium, log_tail, watch_problems
+from tests.live import CHROMIUM, celery_worker, log_tail, watch_problems
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed"),
@@ -68,14 +68,6 @@ def ingestion_worker(transactional_db, tmp_path, live_env):
     env = {"RETRIEVAL_TENANT_CONCURRENCY": "1000", **live_env}
     with celery_worker(log=tmp_path / "worker.log", queues=("ingestion",), env=env) as worker:
         yield worker
-
-
-@pytest.fixture
-def page():
-    with chromium() as browser:
-        context = browser.new_context()
-        context.set_default_timeout(10_000)
-        yield context.new_page()
 
 
 def test_it_shows_an_uploads_progress_live_until_it_is_ready(

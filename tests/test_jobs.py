@@ -26,11 +26,12 @@ from saas.webhooks.models import WebhookDelivery
 from saas.webhooks.services import webhook_create
 from tenants.models import APIKey
 from tenants.services.api_keys import api_key_create
+from tests import test_webhooks
 from tests.conftest import client_on, host_of
 from tests.test_api import api, key_for
-from tests.test_webhooks import Receiver
 
 pytestmark = pytest.mark.django_db(databases=["default", "ledger"])
+receiver = test_webhooks.receiver  # a local HTTP server the webhooks reach
 
 JOBS = [APIKey.Scope.JOBS]
 
@@ -228,15 +229,6 @@ def test_it_sends_job_completed_to_the_tenants_own_endpoints(acme_jobs, world, s
     with schema_context("t_globex"):
         assert not WebhookDelivery.objects.exists()
     assert [path for path, _, _ in receiver.received] == ["/acme"]
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
 
 
 def test_it_refuses_jobs_over_the_limits_with_clear_problems(acme_jobs, world, settings, sim):

@@ -91,8 +91,9 @@ async def _unstarted_answer(
 
 async def _end_interrupted(client, tenant: Tenant, answer: Message, key: str) -> None:
     """End the answer incomplete with exactly the text its stream showed, and an `end` event."""
-    await sync_to_async(_interrupted)(tenant, answer, await live.text_so_far(client, key))
-    await live.append(client, key, await live.length(client, key) + 1, end_event(answer))
+    shown = await live.entries_after(client, key, 0)
+    await sync_to_async(_interrupted)(tenant, answer, live.text_of(shown))
+    await live.append(client, key, len(shown) + 1, end_event(answer))
 
 
 async def _stream_until_done_or_stopped(client, tenant: Tenant, answer: Message, call, key: str):

@@ -84,9 +84,9 @@ async def length(client: redis_async.Redis, key: str) -> int:
     return await client.xlen(key)
 
 
-async def text_so_far(client: redis_async.Redis, key: str) -> str:
-    events = (json.loads(entry.json) for entry in await entries_after(client, key, 0))
-    return "".join(event.get("text", "") for event in events if event["type"] == "delta")
+def text_of(entries: list[Entry]) -> str:
+    """The answer text the entries showed (their deltas, in order)."""
+    return "".join(json.loads(entry.json)["text"] for entry in entries if entry.type == "delta")
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> Entry:
