@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 
 from ai.conversations import live
 from ai.conversations.generation import answer_stop, end_event
-from ai.conversations.services import ConversationBusy, conversation_send
+from ai.conversations.services import ConversationBusy, Exchange, conversation_send
 from ai.models import Conversation, Message
 from saas.lib.consumers import (
     CLOSE_MESSAGE_TOO_BIG,
@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 CHAT_FRAME_LIMIT = 40_000  # a message of MAX_MESSAGE_CHARS, JSON-escaped, fits
 CLOSE_POLICY = 1008  # frames that are not the protocol
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
 
 
 class ChatConsumer(TenantMemberConsumer):
@@ -83,22 +88,14 @@ class ChatConsumer(TenantMemberConsumer):
         if not isinstance(content, str):
             await self._error("invalid", "Send the message as text.")
             return
-        decision = await database_sync_to_async(buckets_take)(
-            [Bucket(f"chat:{self.tenant.schema_name}:{self.scope['user'].pk}",
-                    settings.CHAT_SENDS_PER_MINUTE)]
-        )  # fmt: skip
-        if not decision.admitted:
-            await self._error(
-                "rate_limited",
-                f"Too many messages. Try again in {decision.retry_after_s} s.",
-                retry_after=decision.retry_after_s,
-            )
-            return
         try:
-            exchange = await database_sync_to_async(conversation_send)(
-                tenant=self.tenant, conversation=self.conversation, content=content,
-                user=self.scope["user"],
+            exchange = await database_sync_to_async(self._admitted_send)(content)
+        except RateLimited as limited:
+            await self._error(
+                "rate_limited", f"Too many messages. Try again in {limited.retry_after_s} s.",
+                retry_after=limited.retry_after_s,
             )  # fmt: skip
+            return
         except ConversationBusy as error:
             await self._error("busy", str(error))
             return
@@ -111,6 +108,19 @@ class ChatConsumer(TenantMemberConsumer):
              "question_id": str(exchange.question.public_id)}
         )  # fmt: skip
         self._relay(message_id, after=0)
+
+    def _admitted_send(self, content: str) -> Exchange:
+        """The send, within the person's rate (one thread hop for both: each hop is time
+        before the first token)."""
+        user = self.scope["user"]
+        decision = buckets_take(
+            [Bucket(f"chat:{self.tenant.schema_name}:{user.pk}", settings.CHAT_SENDS_PER_MINUTE)]
+        )
+        if not decision.admitted:
+            raise RateLimited(decision.retry_after_s)
+        return conversation_send(
+            tenant=self.tenant, conversation=self.conversation, content=content, user=user
+        )
 
     async def _resume(self, command: dict[str, Any]) -> None:
         message = await self._message(command.get("message_id"))

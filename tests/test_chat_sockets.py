@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -166,6 +167,64 @@ def test_a_second_send_while_an_answer_runs_is_refused(chat, queued):
     refusal = async_to_sync(run)()
     assert refusal["type"] == "error" and refusal["code"] == "busy"
     assert len(queued) == 1
+
+
+def test_the_worker_gets_the_history_with_its_order(chat, queued):
+    """The send reads the conversation with the write, so the worker calls the provider
+    without reading it again: the earlier turns, then the new question, nothing generating."""
+    world, conversation, host = chat
+    with schema_context("t_acme"):
+        Message.objects.create(conversation=conversation, role="user", content="Hi")
+        Message.objects.create(conversation=conversation, role="assistant", content="Hello!")
+        Message.objects.create(conversation=conversation, role="user", content="Failed one")
+        Message.objects.create(conversation=conversation, role="assistant", status="failed")
+    communicator = socket(host, world.alice, conversation.public_id)
+
+    async def run():
+        assert (await communicator.connect())[0]
+        await communicator.send_json_to({"type": "send", "content": "  And now?  "})
+        started = await communicator.receive_json_from(timeout=20)
+        await communicator.disconnect()
+        return started
+
+    started = async_to_sync(run)()
+    (job,) = queued
+    assert job["messages"] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Failed one"},
+        {"role": "user", "content": "And now?"},
+    ]
+    assert job["message_id"] == answer_of(started["message_id"]).pk
+    with schema_context("t_acme"):
+        conversation.refresh_from_db()
+        question = Message.objects.get(public_id=started["question_id"])
+    assert conversation.title == "And now?" and question.content == "And now?"
+
+
+def test_a_send_to_a_deleted_conversation_is_refused_clearly(chat, queued):
+    world, conversation, host = chat
+    communicator = socket(host, world.alice, conversation.public_id)
+
+    async def run():
+        assert (await communicator.connect())[0]
+        await database_sync_to_async(services.conversation_delete)(
+            tenant=world.acme, conversation=conversation
+        )  # from another tab, while this page is open
+        await communicator.send_json_to({"type": "send", "content": "Still there?"})
+        refusal = await communicator.receive_json_from(timeout=20)
+        await communicator.disconnect()
+        return refusal
+
+    refusal = async_to_sync(run)()
+    assert refusal == {
+        "type": "error",
+        "code": "invalid",
+        "message": "This conversation was deleted.",
+    }
+    assert queued == []
+    with schema_context("t_acme"):
+        assert not Message.objects.filter(conversation_id=conversation.pk).exists()
 
 
 def test_a_provider_cut_mid_answer_ends_it_incomplete(chat, sim):

@@ -43,17 +43,24 @@ def end_event(answer: Message) -> dict[str, Any]:
     }
 
 
-async def answer_generate(*, tenant: Tenant, message_id: int, user_id: int | None) -> None:
+async def answer_generate(
+    *,
+    tenant: Tenant,
+    message_id: int,
+    user_id: int | None,
+    messages: list[dict[str, str]] | None = None,
+) -> None:
     """Generate the answer message `message_id` (in `tenant`'s schema) unless it is finished
     already (a duplicate run). A run that finds part of the answer streamed already (its worker
-    died) keeps that part, marked incomplete, rather than answering twice."""
+    died) keeps that part, marked incomplete, rather than answering twice. `messages` is the
+    call's history when the sender read it already (else it is read here)."""
     unstarted = await _unstarted_answer(tenant, message_id)
     if unstarted is None:
         return
     answer, client, key = unstarted
     try:
         call = await sync_to_async(answer_call)(
-            tenant, answer.conversation, answer, user_id=user_id
+            tenant, answer.conversation, answer, messages=messages, user_id=user_id
         )
         seq, result = await _stream_until_done_or_stopped(client, tenant, answer, call, key)
     except GatewayError as error:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from ai.gateway import Caller, GatewayError, Prompt, Result, complete_sync
@@ -18,6 +19,7 @@ from saas.lib.tasks import enqueue_for
 from tenants.models import APIKey, Tenant, User
 
 MAX_MESSAGE_CHARS = 32_000
+FOREIGN_KEY_VIOLATION = "23503"
 TITLE_CHARS = 80
 
 
@@ -25,6 +27,8 @@ TITLE_CHARS = 80
 class Exchange:
     question: Message
     answer: Message
+    # The conversation for the model, the new question last, trimmed to the token budget.
+    messages: list[dict[str, str]]
 
 
 class ConversationBusy(Exception):
@@ -68,17 +72,18 @@ def conversation_reply(
     answer is then kept as failed, with the reason)."""
     content = content.strip()
     _check(content)
-    question, answer = _begin(tenant, conversation, content, request_id)
+    exchange = _begin(tenant, conversation, content, request_id)
     call = answer_call(
-        tenant, conversation, answer, user_id=user.pk if user else None, api_key=api_key,
-        model=model,
+        tenant, conversation, exchange.answer, messages=exchange.messages,
+        user_id=user.pk if user else None, api_key=api_key, model=model,
     )  # fmt: skip
     try:
         result = complete_sync(**call.gateway_kwargs)
     except GatewayError as error:
-        answer_failed(tenant, answer, error.message)
+        answer_failed(tenant, exchange.answer, error.message)
         raise
-    return Exchange(question, answer_finish(tenant, answer, result, call.citations))
+    exchange.answer = answer_finish(tenant, exchange.answer, result, call.citations)
+    return exchange
 
 
 def conversation_send(
@@ -91,11 +96,16 @@ def conversation_send(
 
     content = content.strip()
     _check(content)
-    question, answer = _begin(tenant, conversation, content, None)
+    exchange = _begin(tenant, conversation, content, None)
+    answer = exchange.answer
+    # The worker gets the call's messages with the order: it reads nothing before calling.
     transaction.on_commit(
-        lambda: enqueue_for(tenant, answer_generate_task, message_id=answer.pk, user_id=user.pk)
-    )
-    return Exchange(question, answer)
+        lambda: enqueue_for(
+            tenant, answer_generate_task, message_id=answer.pk, user_id=user.pk,
+            messages=exchange.messages,
+        )
+    )  # fmt: skip
+    return exchange
 
 
 @dataclass
@@ -111,13 +121,16 @@ def answer_call(
     conversation: Conversation,
     answer: Message,
     *,
+    messages: list[dict[str, str]] | None = None,
     user_id: int | None = None,
     api_key: APIKey | None = None,
     model: str | None = None,
 ) -> AnswerCall:
-    """The call that answers the conversation's last question (its history trimmed to the
-    budget; for a knowledge-base conversation the question's passages as quoted data)."""
-    messages = history(tenant, conversation)
+    """The call that answers the conversation's last question (`messages`, or its history
+    read now, trimmed to the budget; for a knowledge-base conversation the question's passages
+    as quoted data)."""
+    if messages is None:
+        messages = history(tenant, conversation)
     feature, prompt, context, citations = "chat", Prompt("chat"), [], []
     if conversation.knowledge_base:
         feature, prompt = "answer", Prompt("answer")
@@ -151,6 +164,11 @@ def history(tenant: Tenant, conversation: Conversation) -> list[dict[str, str]]:
             .order_by("-created_at", "-id")
             .values_list("role", "content")
         )
+    return _trimmed(rows)
+
+
+def _trimmed(rows: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """(role, content) rows, newest first, as the model's messages within the budget."""
     kept: list[dict[str, str]] = []
     budget = settings.AI_HISTORY_TOKENS
     for role, text in rows:
@@ -165,30 +183,83 @@ def history(tenant: Tenant, conversation: Conversation) -> list[dict[str, str]]:
     return kept
 
 
+# Every send waits on this statement before its answer can start, so it is one round trip
+# written out: the ORM's Python cost per query (~1 ms on a small server) was most of the time
+# to the first token. It stores the question and an empty generating answer (the marker the
+# one-generation-per-conversation constraint holds on), touches the conversation, and reads
+# the history as it was before (a statement does not see its own inserts). Columns missing
+# here fail every chat test, so a new Message field cannot be forgotten silently.
+_BEGIN_SQL = """
+WITH added AS (
+    INSERT INTO {message} (public_id, conversation_id, role, content, status, error, request_id,
+        model, model_label, prompt_version, input_tokens, output_tokens, cost_micros, latency_ms,
+        ttft_ms, citations, created_at)
+    VALUES
+        (%(question)s, %(conversation)s, %(user)s, %(content)s, %(complete)s, '', '', '', '', '',
+         0, 0, 0, NULL, NULL, '[]', %(now)s),
+        (%(answer)s, %(conversation)s, %(assistant)s, '', %(generating)s, '', %(request_id)s, '',
+         '', '', 0, 0, 0, NULL, NULL, '[]', %(now)s)
+    RETURNING id, role
+), touched AS (
+    UPDATE {conversation_table} SET title = %(title)s, updated_at = %(now)s
+    WHERE id = %(conversation)s
+)
+SELECT
+    (SELECT id FROM added WHERE role = %(user)s),
+    (SELECT id FROM added WHERE role = %(assistant)s),
+    (SELECT coalesce(json_agg(json_build_array(role, content) ORDER BY created_at DESC, id DESC),
+                     '[]')
+     FROM {message} WHERE conversation_id = %(conversation)s AND status <> %(generating)s
+                          AND content <> '')
+"""
+
+
 def _begin(
     tenant: Tenant, conversation: Conversation, content: str, request_id: str | None
-) -> tuple[Message, Message]:
+) -> Exchange:
     """Store the user's message and an empty assistant message that marks the generation."""
+    now = timezone.now()
+    question = Message(
+        public_id=uuid.uuid4(), conversation=conversation, role=Message.Role.USER,
+        content=content, created_at=now,
+    )  # fmt: skip
+    answer = Message(
+        public_id=uuid.uuid4(), conversation=conversation, role=Message.Role.ASSISTANT,
+        status=Message.Status.GENERATING, request_id=request_id or f"chat:{uuid.uuid4().hex}",
+        created_at=now,
+    )  # fmt: skip
+    title = conversation.title or content[:TITLE_CHARS]
+    sql = _BEGIN_SQL.format(
+        message=Message._meta.db_table, conversation_table=Conversation._meta.db_table
+    )
+    parameters = {
+        "question": question.public_id, "answer": answer.public_id,
+        "conversation": conversation.pk, "content": content, "request_id": answer.request_id,
+        "title": title, "now": now, "user": Message.Role.USER.value,
+        "assistant": Message.Role.ASSISTANT.value, "complete": Message.Status.COMPLETE.value,
+        "generating": Message.Status.GENERATING.value,
+    }  # fmt: skip
     with tenant_context(tenant):
         try:
-            with transaction.atomic():
-                question = Message.objects.create(
-                    conversation=conversation, role=Message.Role.USER, content=content
-                )
-                answer = Message.objects.create(
-                    conversation=conversation, role=Message.Role.ASSISTANT,
-                    status=Message.Status.GENERATING,
-                    request_id=request_id or f"chat:{uuid.uuid4().hex}",
-                )  # fmt: skip
-                if not conversation.title:
-                    conversation.title = content[:TITLE_CHARS]
-                conversation.save(update_fields=["title", "updated_at"])
-        except IntegrityError:  # the one-generation-per-conversation constraint
-            raise ConversationBusy(
-                "An answer is still being generated in this conversation. Wait for it or "
-                "stop it first."
-            ) from None
-    return question, answer
+            # atomic: a caller's own transaction survives the refusal (a savepoint)
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, parameters)
+                question.pk, answer.pk, earlier = cursor.fetchone()
+        except IntegrityError as error:
+            cause = error.__cause__
+            if getattr(cause, "sqlstate", None) == FOREIGN_KEY_VIOLATION:
+                raise ValidationError("This conversation was deleted.") from None
+            if getattr(cause.diag, "constraint_name", None) == "one_generation_per_conversation":
+                raise ConversationBusy(
+                    "An answer is still being generated in this conversation. Wait for it or "
+                    "stop it first."
+                ) from None
+            raise
+    for message in (question, answer):
+        message._state.adding = False
+    conversation.title, conversation.updated_at = title, now
+    rows = [(Message.Role.USER.value, content), *(tuple(row) for row in earlier)]
+    return Exchange(question, answer, _trimmed(rows))
 
 
 def _grounding(tenant: Tenant, question: str, user_id: int | None, api_key: APIKey | None):

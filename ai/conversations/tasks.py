@@ -23,11 +23,17 @@ TIME_LIMIT_S = 330
 
 
 @shared_task(soft_time_limit=SOFT_TIME_LIMIT_S, time_limit=TIME_LIMIT_S)
-def answer_generate_task(*, message_id: int, user_id: int | None = None) -> None:
-    """Idempotent: a redelivered task (its worker died) finishes the message once."""
+def answer_generate_task(
+    *, message_id: int, user_id: int | None = None, messages: list[dict] | None = None
+) -> None:
+    """Idempotent: a redelivered task (its worker died) finishes the message once.
+    `messages` is the call's history as read when the question was stored."""
     from ai.conversations.generation import answer_generate
 
-    run_async(answer_generate, tenant=connection.tenant, message_id=message_id, user_id=user_id)
+    run_async(
+        answer_generate, tenant=connection.tenant, message_id=message_id, user_id=user_id,
+        messages=messages,
+    )  # fmt: skip
 
 
 def lost_after() -> timedelta:
