@@ -1,4 +1,5 @@
-# Production image: daphne (web), Celery worker and beat all run from it (see docker-compose.yml).
+# Production image: daphne (web), the answer runner, Celery worker and beat all run from it
+# (see docker-compose.yml).
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 ATRIUM_ENV=production

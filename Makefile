@@ -21,7 +21,8 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*; touch $@
 
 # Embedded PostgreSQL + Valkey (unless DATABASE_URL / REDIS_URL are set), migrations, the demo
-# tenant, then web (daphne :8000), a Celery worker and beat in the foreground. Ctrl-C stops all.
+# tenant, then web (daphne :8000), the answer runner, a Celery worker and beat in the
+# foreground. Ctrl-C stops all.
 dev: install
 	DEBUG=$${DEBUG:-true} $(PY) scripts/services.py run --profile dev -- $(PY) scripts/dev.py
 

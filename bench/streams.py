@@ -2,22 +2,23 @@
 server process holds, with daphne (the production server) and uvicorn side by side.
 
 Everything runs as the real thing, each in a process of its own: the provider simulator paced
-like a model (TTFT_MS before the first token, then one token every 20 ms), a Celery worker
-(prefork, the production pool: each task runs in a forked child as deployed; concurrency 2 for
-the 2 cores), daphne and uvicorn serving saas.asgi, and websocket clients (the `websockets`
-library) in this process, signed in with a session bound to the tenant's host.
+like a model (TTFT_MS before the first token, then one token every 20 ms), an answer runner
+(`manage.py run_answers`, as deployed: it takes answers from the `answers:queue` Redis stream
+and generates them on one event loop), daphne and uvicorn serving saas.asgi, and websocket
+clients (the `websockets` library) in this process, signed in with a session bound to the
+tenant's host.
 
 1. Added latency, end to end. Rounds of: the official openai SDK streaming the gateway's own
    request (captured from the simulator) straight from the simulator, then the chat page's
    path through each server (`send` on /ws/chat/<id>/, a new conversation each time: the
-   socket, Django, the queue, the worker, the gateway, the answer's Redis stream, the relay),
+   socket, Django, the queue, the runner, the gateway, the answer's Redis stream, the relay),
    in a rotating order so drift affects all alike. Added TTFT = the paths' time from the
    request to the first text minus the direct call's in the same round (p50/p99 of those
    differences); added gap = a percentile of the inter-chunk gaps seen by the page minus the
    same percentile of the direct call's.
-2. Streams held by one server process. The worker is not the subject here: N answers already
+2. Streams held by one server process. The runner is not the subject here: N answers already
    "generating" (one per conversation) are resumed on N sockets (`resume`, after 0), and this
-   process appends to their Redis streams as the worker does (XADD `0-<seq>` + EXPIRE),
+   process appends to their Redis streams as the runner does (XADD `0-<seq>` + EXPIRE),
    DELTAS deltas 20 ms apart per stream with the streams' phases spread over the 20 ms, then an
    `end`. A step holds when every socket got every seq exactly once and in order and the
    per-frame latency (append -> received) p99 is <= HELD_P99_MS. N ramps through STEPS until
@@ -39,10 +40,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+
+from redis.exceptions import ResponseError
 
 from bench.common import goal, percentile, use_scratch_database, use_scratch_redis, write_result
 from bench.gateway import _free_port, _start_simulator
@@ -120,19 +122,22 @@ class Processes:
                 raise RuntimeError(f"{kind} did not answer: see {self.folder / kind}.log")
             time.sleep(0.05)
 
-    def worker(self) -> None:
-        from saas.celery import app
+    def runner(self) -> None:
+        """An answer runner; returns once it reads the queue (its consumer is in the group)."""
+        from ai.conversations.runner import GROUP, QUEUE
+        from saas.lib.redis import sync_client
 
-        hostname = f"bench-streams-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-        process = self.start("worker", [
-            sys.executable, "-m", "celery", "-A", "saas", "worker", "-Q", "interactive",
-            "--pool", "prefork", "--concurrency", "2", "--hostname", hostname,
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING",
-        ])  # fmt: skip
+        process = self.start("runner", [sys.executable, "manage.py", "run_answers"])
+        consumer = f"{socket.gethostname()}-{process.pid}"  # AnswerRunner's default name
         deadline = time.monotonic() + STARTUP_S
-        while not app.control.ping(destination=[hostname], timeout=0.2):
+        while True:
+            with contextlib.suppress(ResponseError):  # no group yet
+                consumers = sync_client().xinfo_consumers(QUEUE, GROUP)
+                if any(c["name"].decode() == consumer for c in consumers):
+                    return
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker did not start: see {self.folder}/worker.log")
+                raise RuntimeError(f"the runner did not start: see {self.folder}/runner.log")
+            time.sleep(0.05)
 
     def stop(self, name: str) -> None:
         process = self.running.pop(name)
@@ -321,7 +326,7 @@ async def _added_latency(world: World, ports: dict[str, int], simulator_url: str
         metrics.update({
             f"{kind}_ttft_p50_ms": ms(percentile([t.ttft for t in runs], 50)),
             # Where the added time goes: before the provider is called (socket, Django, queue,
-            # worker, gateway) and after its first token (stream append, relay, socket).
+            # runner, gateway) and after its first token (stream append, relay, socket).
             f"{kind}_to_provider_p50_ms": ms(percentile([t.to_provider for t in runs], 50)),
             f"{prefix}added_ttft_p50_ms": percentile(added, 50),
             f"{prefix}added_ttft_p99_ms": percentile(added, 99),
@@ -436,7 +441,7 @@ async def _step(world: World, port: int, server_pid: int, n: int) -> Step:
                         event = (_end_event(answers[i][1], "word " * DELTAS) if seq == last
                                  else {"type": "delta", "text": "word ", "seq": seq})  # fmt: skip
                         pipe.xadd(keys[i], _fields({**event, "seq": seq}), id=f"0-{seq}")
-                        if seq == last:  # as the worker: the expiry again with the end
+                        if seq == last:  # as the runner: the expiry again with the end
                             pipe.expire(keys[i], live.STREAM_TTL_S)
                         appended[(i, seq)] = sent
                     await pipe.execute()
@@ -533,7 +538,7 @@ def run() -> dict:
     load = os.getloadavg()[0]
     try:
         world = _setup(simulator_url)
-        processes.worker()
+        processes.runner()
         ports = {kind: processes.server(kind) for kind in SERVERS}
         metrics = asyncio.run(_added_latency(world, ports, simulator_url))
         processes.stop_all()  # one server process alone for the relay ramp

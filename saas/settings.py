@@ -235,6 +235,20 @@ CELERY_IMPORTS = ["ai.conversations.tasks", "ai.jobs.tasks"]
 CELERY_DB_REUSE_MAX = 1_000_000_000
 CELERY_TASK_QUEUES = [Queue(name) for name in ("interactive", "ingestion", "bulk", "billing")]
 
+# --- answer runners (ai.conversations.runner: `manage.py run_answers`) ------------------------
+
+# Answers one runner process generates at once (each mostly waits on its provider).
+ANSWER_RUNNER_CONCURRENCY = env_int("ANSWER_RUNNER_CONCURRENCY", 100, minimum=1)
+# A runner refreshes the answers it works on every third of this; one that stops refreshing
+# for this long (it died) has its answers taken by another runner.
+ANSWER_RUNNER_LEASE_S = env_int("ANSWER_RUNNER_LEASE_S", 30, minimum=1)
+# An answer still streaming after this long is stopped and ends incomplete.
+ANSWER_TIME_LIMIT_S = env_int("ANSWER_TIME_LIMIT_S", 300, minimum=1)
+# Runs of one answer that failed or died before its answer ends failed.
+ANSWER_RUNNER_MAX_DELIVERIES = env_int("ANSWER_RUNNER_MAX_DELIVERIES", 3, minimum=1)
+# On SIGTERM a runner takes no new answers and lets running ones finish for this long.
+ANSWER_RUNNER_SHUTDOWN_S = env_int("ANSWER_RUNNER_SHUTDOWN_S", 25, minimum=0)
+
 # --- auth ------------------------------------------------------------------------------------
 
 AUTH_USER_MODEL = "tenants.User"

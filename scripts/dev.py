@@ -1,5 +1,6 @@
-"""`make dev` after the services are up: migrate, seed the demo tenant, then run daphne, a Celery
-worker and Celery beat in the foreground. Ctrl-C (or SIGTERM) stops all three."""
+"""`make dev` after the services are up: migrate, seed the demo tenant, then run daphne, an
+answer runner (chat answers), a Celery worker and Celery beat in the foreground. Ctrl-C (or
+SIGTERM) stops all four."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def main() -> int:
     bind = os.environ.get("BIND", "127.0.0.1")
     commands = {
         "web": [PY, "-m", "daphne", "-b", bind, "-p", port, "saas.asgi:application"],
+        "answers": [PY, "manage.py", "run_answers"],
         "worker": [PY, "-m", "celery", "-A", "saas", "worker", "-l", "INFO", "--concurrency", "2"]
         + ["-Q", "interactive,ingestion,bulk,billing"],
         "beat": [PY, "-m", "celery", "-A", "saas", "beat", "-l", "INFO"]
@@ -32,7 +34,7 @@ def main() -> int:
     }
     processes = {name: subprocess.Popen(argv, cwd=ROOT) for name, argv in commands.items()}
     print(f"[dev] Atrium on http://localhost:{port}/ (demo: http://demo.localhost:{port}/)")
-    print("[dev] Ctrl-C stops web, worker and beat", flush=True)
+    print("[dev] Ctrl-C stops web, answers, worker and beat", flush=True)
 
     stopping = False
 

@@ -4,8 +4,11 @@ clients signed in on a tenant's host. Tests run against the real PostgreSQL and 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
@@ -107,6 +110,49 @@ def celery_eager():
     app.conf.task_eager_propagates = True
     yield app
     app.conf.task_always_eager = False
+
+
+@dataclass
+class ThreadRunner:
+    """An answer runner on an event loop of its own in a thread of this process."""
+
+    runner: Any
+    loop: asyncio.AbstractEventLoop
+    stopping: asyncio.Event
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the answer runner did not stop"
+
+
+def start_answer_runner(**options: Any) -> ThreadRunner:
+    """Start an AnswerRunner (ai.conversations.runner) in a thread; returns once it reads.
+    Needs a transactional test: it works through connections of its own."""
+    from ai.conversations.runner import AnswerRunner
+
+    runner = AnswerRunner(**options)
+    loop = asyncio.new_event_loop()
+    stopping = asyncio.Event()
+    ready = threading.Event()
+
+    async def serve() -> None:
+        loop.call_soon(ready.set)
+        await runner.serve(stopping)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the answer runner did not start"
+    return ThreadRunner(runner, loop, stopping, thread)
+
+
+@pytest.fixture
+def answer_runner():
+    """A running answer runner: chat sends are answered as deployed."""
+    started = start_answer_runner()
+    yield started.runner
+    started.stop()
 
 
 @pytest.fixture(autouse=True)

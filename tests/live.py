@@ -34,6 +34,7 @@ from urllib.parse import quote
 import psycopg
 from django.conf import settings
 from django.db import connections
+from redis.exceptions import ResponseError
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -255,6 +256,57 @@ def celery_worker(
     process = _start(command, env=child_env(application_name=name, extra=env), log=log)
     try:
         yield LiveWorker(process=process, hostname=hostname, log=log)
+    finally:
+        _stop(process)
+        _wait_disconnected(name)
+
+
+# --- answer runners --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveRunner:
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def name(self) -> str:  # AnswerRunner's default name
+        return f"{socket.gethostname()}-{self.process.pid}"
+
+    def wait_ready(self) -> None:
+        """Returns once the runner reads the queue (it shows in the consumer group)."""
+        from ai.conversations.runner import GROUP, QUEUE
+        from saas.lib.redis import sync_client
+
+        deadline = time.monotonic() + STARTUP_DEADLINE_S
+        while True:
+            with suppress(ResponseError):  # no group yet
+                consumers = sync_client().xinfo_consumers(QUEUE, GROUP)
+                if any(c["name"].decode() == self.name for c in consumers):
+                    return
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the runner exited with {self.process.returncode}\n{log_tail(self.log)}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the runner did not read within {STARTUP_DEADLINE_S} s\n{log_tail(self.log)}"
+                )
+            time.sleep(0.05)
+
+
+@contextmanager
+def answer_runner_process(
+    *, log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[LiveRunner]:
+    """`manage.py run_answers` in a process of its own, started but not waited for (call
+    `wait_ready()`). Stopped on exit: SIGTERM (it lets running answers finish), killed after
+    EXIT_DEADLINE_S."""
+    name = f"atrium-live-runner-{uuid.uuid4().hex[:12]}"
+    command = [sys.executable, "manage.py", "run_answers"]
+    process = _start(command, env=child_env(application_name=name, extra=env), log=log)
+    try:
+        yield LiveRunner(process=process, log=log)
     finally:
         _stop(process)
         _wait_disconnected(name)

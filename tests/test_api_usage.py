@@ -27,28 +27,30 @@ def record(tenant, when: str, *, model="gpt-4o-mini", feature="chat", tokens=(10
 
 @pytest.fixture
 def ledger(world):
-    record(world.acme, "2026-10-31T23:59:59")  # the day before the period
-    record(world.acme, "2026-11-01T00:00:00")
-    record(world.acme, "2026-11-01T12:00:00", model="local-minilm", feature="embed", cost=0)
-    record(world.acme, "2026-11-03T08:00:00", tokens=(100, 50), cost=1_234_567)
-    record(world.acme, "2026-11-04T00:00:00")  # the day after
-    record(world.globex, "2026-11-02T10:00:00", cost=9_000_000)
+    # A past month: usage other tests meter "now" (committed by the ledger's own connection)
+    # must not fall in the period these tests read.
+    record(world.acme, "2025-10-31T23:59:59")  # the day before the period
+    record(world.acme, "2025-11-01T00:00:00")
+    record(world.acme, "2025-11-01T12:00:00", model="local-minilm", feature="embed", cost=0)
+    record(world.acme, "2025-11-03T08:00:00", tokens=(100, 50), cost=1_234_567)
+    record(world.acme, "2025-11-04T00:00:00")  # the day after
+    record(world.globex, "2025-11-02T10:00:00", cost=9_000_000)
     return world
 
 
 def test_it_reports_totals_every_day_and_the_costliest_models_first(ledger):
     client = api(host_of(ledger.acme), key_for(ledger.acme, scopes=["usage:read"]))
-    response = client.get("/api/v1/usage?start=2026-11-01&end=2026-11-03")
+    response = client.get("/api/v1/usage?start=2025-11-01&end=2025-11-03")
     assert response.status_code == 200
     body = response.json()
-    assert (body["start"], body["end"]) == ("2026-11-01", "2026-11-03")
+    assert (body["start"], body["end"]) == ("2025-11-01", "2025-11-03")
     assert body["totals"] == {
         "requests": 3, "input_tokens": 120, "output_tokens": 60, "cached_tokens": 0,
         "cost_micros": 1_236_067, "cost_usd": "1.236067",
     }  # fmt: skip
     days = [(d["date"], d["requests"], d["cost_micros"]) for d in body["by_day"]]
     # globex's 2 November call is not acme's: that day is there, with zeros.
-    assert days == [("2026-11-01", 2, 1500), ("2026-11-02", 0, 0), ("2026-11-03", 1, 1_234_567)]
+    assert days == [("2025-11-01", 2, 1500), ("2025-11-02", 0, 0), ("2025-11-03", 1, 1_234_567)]
     assert [(m["model"], m["requests"]) for m in body["by_model"]] == [
         ("gpt-4o-mini", 2),
         ("local-minilm", 1),
@@ -58,7 +60,7 @@ def test_it_reports_totals_every_day_and_the_costliest_models_first(ledger):
 
 def test_globex_sees_only_its_own_usage(ledger):
     client = api(host_of(ledger.globex), key_for(ledger.globex, scopes=["usage:read"]))
-    body = client.get("/api/v1/usage?start=2026-11-01&end=2026-11-30").json()
+    body = client.get("/api/v1/usage?start=2025-11-01&end=2025-11-30").json()
     assert body["totals"]["requests"] == 1 and body["totals"]["cost_usd"] == "9.000000"
     assert len(body["by_day"]) == 30
 

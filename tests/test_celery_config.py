@@ -24,7 +24,7 @@ def test_every_task_ends_before_the_broker_would_hand_it_to_another_worker():
     tasks = project_tasks()
     assert {
         "retrieval.tasks.document_ingest_task",
-        "ai.conversations.tasks.answer_generate_task",
+        "ai.conversations.tasks.answers_end_lost_task",
     } <= set(tasks)
     for name, task in tasks.items():
         hard = task.time_limit or app.conf.task_time_limit
@@ -32,7 +32,7 @@ def test_every_task_ends_before_the_broker_would_hand_it_to_another_worker():
         assert hard and soft and soft < hard < visibility, name
 
 
-def test_work_goes_to_separate_queues_so_bulk_never_delays_answers():
+def test_work_goes_to_separate_queues_so_bulk_never_delays_interactive_work():
     routes = settings.CELERY_TASK_ROUTES
     assert routes["ai.conversations.tasks.*"]["queue"] == "interactive"
     assert routes["retrieval.tasks.*"]["queue"] == "ingestion"

@@ -1,11 +1,11 @@
-"""A chat answer survives its worker being SIGKILLed mid-stream: the broker still holds the
-task (acks late, rejected on worker loss), and the redelivered run ends the answer incomplete
-with exactly what the page was shown, once; a further duplicate run changes nothing; the
-answer is never generated twice nor metered twice.
+"""A chat answer survives its runner being SIGKILLed mid-stream: the queue still holds the order
+(pending in the consumer group, never acknowledged), another runner takes it once the lease
+has run out and ends the answer incomplete with exactly what the page was shown, once; a
+further duplicate run changes nothing; the answer is never generated twice nor metered twice.
 
-As in test_ingestion_kill, the redelivery itself (after the broker's visibility timeout) is
-not waited for: the test runs the task's work again in-process. The task goes through a queue
-of its own, so nothing left behind reaches another test's worker."""
+The killed runner is a `manage.py run_answers` process, as deployed; the one that takes over
+runs in this process. The queue holds only this test's order: each test starts on an empty
+Redis database (conftest clears the cache, which flushes it)."""
 
 from __future__ import annotations
 
@@ -13,24 +13,27 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
-from django_tenants.utils import schema_context, tenant_context
+from django_tenants.utils import schema_context
 
 from ai.conversations import live, services
 from ai.conversations.generation import answer_generate
-from ai.conversations.tasks import answer_generate_task
+from ai.conversations.runner import GROUP, QUEUE
 from ai.gateway.ledger_writer import usage_flush
 from ai.models import Message
 from billing.models import UsageRecord
-from saas.lib.redis import async_client
-from tests.conftest import ensure_world
-from tests.live import broker_forget, broker_unacked, celery_worker, log_tail
+from saas.lib.redis import async_client, sync_client
+from tests.conftest import ensure_world, start_answer_runner
+from tests.live import answer_runner_process, log_tail
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "ledger"])
-QUEUE = "answers-kill-test"
+# How long the runner taking over waits for the killed one's lease to run out (seconds).
+LEASE_S = 1
+DEADLINE_S = 60
 
 
 def streamed(key: str) -> list[dict]:
@@ -40,43 +43,59 @@ def streamed(key: str) -> list[dict]:
     return async_to_sync(read)()
 
 
-def test_a_worker_killed_mid_answer_leaves_it_incomplete_once_never_twice(
-    sim, tmp_path, monkeypatch, celery_eager
-):
-    celery_eager.conf.task_always_eager = False  # this task goes to the real worker
-    sim.configure(tokens_per_second=20, answer_tokens=400)
+def pending_orders() -> list[tuple[str, dict]]:
+    """(runner, order) of each queue entry a runner took and did not acknowledge."""
+    client = sync_client()
+    taken = []
+    for pending in client.xpending_range(QUEUE, GROUP, "-", "+", 100):
+        ((_, fields),) = client.xrange(QUEUE, pending["message_id"], pending["message_id"])
+        taken.append((pending["consumer"].decode(), json.loads(fields[b"order"])))
+    return taken
+
+
+def wait_for(done: Callable[[], bool], what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not done():
+        assert time.monotonic() < deadline, f"{what}\n{log_tail(log) if log else ''}"
+        time.sleep(0.05)
+
+
+def test_a_runner_killed_mid_answer_leaves_it_incomplete_once_never_twice(sim, tmp_path):
+    sim.configure(tokens_per_second=20, answer_tokens=400)  # 20 s: killed long before the end
     world = ensure_world()
     conversation = services.conversation_start(tenant=world.acme, user=world.alice)
-    sent: list = []
-    monkeypatch.setattr(services, "enqueue_for", lambda tenant, task, **kw: sent.append(kw))
-    exchange = services.conversation_send(
-        tenant=world.acme, conversation=conversation, content="Tell me everything",
-        user=world.alice,
-    )  # fmt: skip
-    key = live.stream_key("t_acme", str(exchange.answer.public_id))
     env = {"OPENAI_API_KEY": "sk-kill-test", "OPENAI_BASE_URL": sim.openai_base_url}
-    with celery_worker(log=tmp_path / "worker.log", queues=(QUEUE,), env=env) as worker:
-        worker.wait_ready()
-        with tenant_context(world.acme):
-            task_id = answer_generate_task.apply_async(kwargs=sent[0], queue=QUEUE).id
-        try:
-            deadline = time.monotonic() + 60
-            while len(streamed(key)) < 5:
-                assert time.monotonic() < deadline, log_tail(worker.log)
-                time.sleep(0.05)
-            os.killpg(worker.process.pid, signal.SIGKILL)
-            worker.process.wait(10)
-            assert broker_unacked(task_id), "the broker must still hold the task for redelivery"
-            shown = "".join(e["text"] for e in streamed(key) if e["type"] == "delta")
+    log = tmp_path / "runner.log"
+    with answer_runner_process(log=log, env=env) as runner:
+        runner.wait_ready()
+        exchange = services.conversation_send(
+            tenant=world.acme, conversation=conversation, content="Tell me everything",
+            user=world.alice,
+        )  # fmt: skip
+        key = live.stream_key("t_acme", str(exchange.answer.public_id))
+        wait_for(lambda: len(streamed(key)) >= 5, "the answer did not stream", log)
+        os.kill(runner.process.pid, signal.SIGKILL)
+        runner.process.wait(10)
+        shown = "".join(e["text"] for e in streamed(key) if e["type"] == "delta")
+        order = {"tenant": "t_acme", "message_id": exchange.answer.pk, "user_id": world.alice.pk,
+                 "messages": exchange.messages}  # fmt: skip
+        # The queue still holds the order, taken by the dead runner, for another one.
+        assert pending_orders() == [(runner.name, order)]
 
-            # The redelivered task's work, then a duplicate of it.
-            connection.set_schema_to_public()
-            for _ in range(2):
-                async_to_sync(answer_generate)(tenant=world.acme, **sent[0])
-        finally:
-            broker_forget(task_id, QUEUE)
+    successor = start_answer_runner(lease_s=LEASE_S)
+    try:
+        wait_for(lambda: streamed(key)[-1]["type"] == "end", "no runner ended the answer")
+    finally:
+        successor.stop()  # after the answers it runs, acknowledged
+    assert pending_orders() == [] and sync_client().xlen(QUEUE) == 0  # done with, for good
 
     events = streamed(key)
+    # A duplicate run of the order (a delivery after the answer ended) changes nothing.
+    async_to_sync(answer_generate)(
+        tenant=world.acme, message_id=order["message_id"], user_id=order["user_id"],
+        messages=order["messages"],
+    )  # fmt: skip
+    assert streamed(key) == events
     assert [e["type"] for e in events].count("end") == 1
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["status"] == "incomplete" and events[-1]["content"] == shown

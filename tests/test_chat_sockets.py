@@ -17,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from ai.conversations import live, services
+from ai.conversations import live, runner, services
 from ai.conversations.generation import LOST_ANSWER, answer_generate
 from ai.conversations.services import conversation_start
 from ai.gateway.ledger_writer import usage_flush
@@ -51,7 +51,7 @@ def chat(sim):
 def queued(monkeypatch):
     """Answers queued for a worker, not run: the test runs the worker's part itself."""
     jobs: list[dict] = []
-    monkeypatch.setattr(services, "enqueue_for", lambda tenant, task, **kw: jobs.append(kw))
+    monkeypatch.setattr(runner, "answer_enqueue", lambda tenant, **kw: jobs.append(kw))
     return jobs
 
 
@@ -67,7 +67,7 @@ def answer_of(message_id: str) -> Message:
         return Message.objects.get(public_id=message_id)
 
 
-def test_an_answer_streams_in_order_and_is_stored_complete(chat):
+def test_an_answer_streams_in_order_and_is_stored_complete(chat, answer_runner):
     world, conversation, host = chat
     communicator = socket(host, world.alice, conversation.public_id)
 
@@ -227,7 +227,7 @@ def test_a_send_to_a_deleted_conversation_is_refused_clearly(chat, queued):
         assert not Message.objects.filter(conversation_id=conversation.pk).exists()
 
 
-def test_a_provider_cut_mid_answer_ends_it_incomplete(chat, sim):
+def test_a_provider_cut_mid_answer_ends_it_incomplete(chat, sim, answer_runner):
     world, conversation, host = chat
     sim.script({"fault": "cut", "after_tokens": 3})
     communicator = socket(host, world.alice, conversation.public_id)

@@ -68,7 +68,7 @@ def _worker_connections(application_name: str) -> set[tuple[int, object]]:
 
 def test_a_worker_keeps_its_pooled_connection_from_task_to_task(tmp_path, celery_eager):
     """Celery's Django fixup closes every connection (and the pool) around each task: a new
-    PostgreSQL connection per task, ~5 ms of every answer's first token. The worker (prefork,
+    PostgreSQL connection per task, ~5 ms of each. The worker (prefork,
     as deployed) now hands its connection back to its pool and the next task takes it."""
     celery_eager.conf.task_always_eager = False
     world = ensure_world()

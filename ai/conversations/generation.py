@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 from typing import Any
 
 import redis.asyncio as redis_async
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django_tenants.utils import tenant_context
 
 from ai.conversations import live
 from ai.conversations.services import answer_call, answer_failed, answer_finish
 from ai.gateway import Delta, GatewayError, stream
-from ai.models import Message
+from ai.models import Conversation, Message
 from saas.lib.redis import async_client
 from tenants.models import Tenant
 
@@ -59,9 +61,7 @@ async def answer_generate(
         return
     answer, client, key = unstarted
     try:
-        call = await sync_to_async(answer_call)(
-            tenant, answer.conversation, answer, messages=messages, user_id=user_id
-        )
+        call = await _answer_call(tenant, answer, messages, user_id)
         seq, result = await _stream_until_done_or_stopped(client, tenant, answer, call, key)
     except GatewayError as error:
         await sync_to_async(answer_failed)(tenant, answer, error.message)
@@ -77,6 +77,19 @@ async def answer_generate(
     else:
         answer = await sync_to_async(answer_finish)(tenant, answer, result, call.citations)
     await live.append(client, key, seq + 1, end_event(answer))
+
+
+async def _answer_call(
+    tenant: Tenant, answer: Message, messages: list[dict[str, str]] | None, user_id: int | None
+):
+    """The answer's gateway call. Built right here when the order brought the history and no
+    passages are needed: that touches no database, and a thread hop costs ~0.5 ms of the time
+    to the first token."""
+    conversation = answer.conversation
+    build = partial(answer_call, tenant, conversation, answer, messages=messages, user_id=user_id)
+    if messages is not None and not conversation.knowledge_base:
+        return build()
+    return await sync_to_async(build)()
 
 
 async def _unstarted_answer(
@@ -148,12 +161,38 @@ async def _stream_until_done_or_stopped(client, tenant: Tenant, answer: Message,
 
 
 def _generating(tenant: Tenant, message_id: int) -> Message | None:
-    with tenant_context(tenant):
-        return (
-            Message.objects.select_related("conversation")
-            .filter(pk=message_id, status=Message.Status.GENERATING)
-            .first()
-        )
+    """The answer with its conversation if it is still generating. Every answer waits on this
+    read before its provider call, so it is SQL written out (the ORM's Python took ~1.4 ms of
+    the time to the first token); the columns come from the models, so it follows them."""
+    answer_fields = Message._meta.concrete_fields
+    conversation_fields = Conversation._meta.concrete_fields
+    columns = [f"m.{f.column}" for f in answer_fields] + [
+        f"c.{f.column}" for f in conversation_fields
+    ]
+    # Names from the models' metadata; the values are parameters.
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {Message._meta.db_table} m "  # noqa: S608
+        f"JOIN {Conversation._meta.db_table} c ON c.id = m.conversation_id "
+        "WHERE m.id = %s AND m.status = %s"
+    )
+    with tenant_context(tenant), connection.cursor() as cursor:
+        cursor.execute(sql, [message_id, Message.Status.GENERATING.value])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(answer_fields)
+    answer = _instance(Message, answer_fields, row[:split])
+    answer.conversation = _instance(Conversation, conversation_fields, row[split:])
+    return answer
+
+
+def _instance(model, fields, values):
+    """A model instance from a row of its columns, converted as the ORM would (JSON)."""
+    converted = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
 
 
 def _interrupted(
@@ -176,6 +215,6 @@ async def answer_end_lost(*, tenant: Tenant, message_id: int) -> None:
 
 
 async def answer_stop(*, tenant: Tenant, message: Message) -> None:
-    """Ask the worker generating `message` to stop (it keeps and meters what was generated)."""
+    """Ask the runner generating `message` to stop (it keeps and meters what was generated)."""
     key = live.stop_key(tenant.schema_name, str(message.public_id))
     await async_client().set(key, "1", ex=live.STREAM_TTL_S)

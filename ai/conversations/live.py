@@ -1,4 +1,4 @@
-"""An answer on its way: a Redis stream per answer message that the worker generating it
+"""An answer on its way: a Redis stream per answer message that the runner generating it
 appends to and any number of sockets read, from the start or from where they left off.
 
 Entry ids are `0-<seq>` with seq = 1, 2, ... in order, so "the last sequence number I saw" is

@@ -15,7 +15,6 @@ from django_tenants.utils import tenant_context
 from ai.gateway import Caller, GatewayError, Prompt, Result, complete_sync
 from ai.gateway.tokens import estimate_tokens
 from ai.models import Conversation, Message
-from saas.lib.tasks import enqueue_for
 from tenants.models import APIKey, Tenant, User
 
 MAX_MESSAGE_CHARS = 32_000
@@ -90,21 +89,19 @@ def conversation_send(
     *, tenant: Tenant, conversation: Conversation, content: str, user: User
 ) -> Exchange:
     """The chat page's send: store the question and a generating answer, and queue the answer
-    for a worker (ai.conversations.generation), which streams it to the page. Raises like
+    for a runner (ai.conversations.runner), which streams it to the page. Raises like
     `conversation_reply` before anything is queued."""
-    from ai.conversations.tasks import answer_generate_task
+    from ai.conversations.runner import answer_enqueue
 
     content = content.strip()
     _check(content)
     exchange = _begin(tenant, conversation, content, None)
     answer = exchange.answer
-    # The worker gets the call's messages with the order: it reads nothing before calling.
     transaction.on_commit(
-        lambda: enqueue_for(
-            tenant, answer_generate_task, message_id=answer.pk, user_id=user.pk,
-            messages=exchange.messages,
+        lambda: answer_enqueue(
+            tenant, message_id=answer.pk, user_id=user.pk, messages=exchange.messages
         )
-    )  # fmt: skip
+    )
     return exchange
 
 

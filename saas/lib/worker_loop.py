@@ -1,9 +1,9 @@
 """Async task bodies on one event loop per worker process.
 
 `async_to_sync` runs each call on a new event loop, and what belongs to a loop goes with it:
-the async Redis client's connections and the provider SDKs' HTTP connection pools. An answer
-task would then open a new connection to the provider (a TLS handshake, in production) and to
-Redis before its first token. In a Celery worker process, `run_async` runs the coroutine on a
+the async Redis client's connections and the provider SDKs' HTTP connection pools. Each item
+of a bulk job would then open a new connection to the provider (a TLS handshake, in
+production) and to Redis. In a Celery worker process, `run_async` runs the coroutine on a
 loop that lives as long as the process, in a thread of its own, while the task's thread runs
 the coroutine's `sync_to_async` calls, as `async_to_sync` does: they use the database
 connection, and the tenant, that Celery set up for the task. Elsewhere (eager tasks in tests,
@@ -11,7 +11,7 @@ commands) it is `async_to_sync`.
 
 This leans on asgiref's own mechanism for a loop it runs in another thread
 (`AsyncToSync.loop_thread_executors`, the loop's CurrentThreadExecutor); asgiref is pinned, and
-the worker tests (tests/test_chat_kill.py, tests/test_worker_loop.py) run through it."""
+the worker tests (tests/test_worker_loop.py) run through it."""
 
 from __future__ import annotations
 
