@@ -94,7 +94,7 @@ class AnswerRunner:
         (within ANSWER_RUNNER_SHUTDOWN_S; later ones end incomplete with what was shown)."""
         client = redis_async.Redis.from_url(settings.REDIS_URL, max_connections=50)
         await _ensure_group(client)
-        keeper = asyncio.ensure_future(self._keep_leases(client, stopping))
+        keeper = asyncio.ensure_future(self._keep_leases(client))
         try:
             while not stopping.is_set():
                 free = self.concurrency - len(self.running)
@@ -159,23 +159,28 @@ class AnswerRunner:
             for entry_id, fields in claimed
         ]
 
-    async def _keep_leases(self, client: redis_async.Redis, stopping: asyncio.Event) -> None:
+    async def _keep_leases(self, client: redis_async.Redis) -> None:
         """Refresh this runner's entries so no other runner takes them while they run, and
-        drop a database connection that failed."""
+        drop a database connection that failed. A failed round is logged, never the end of the
+        loop: without it every running answer would be taken over."""
         while True:
             await asyncio.sleep(self.lease_s / 3)
-            await sync_to_async(_drop_failed_connections)()
-            if not self.running:
-                continue
-            with contextlib.suppress(RedisError):
-                # Only entries still ours: one another runner took (this one stalled past its
-                # lease) stays with it rather than running twice.
-                mine = await client.xpending_range(
-                    QUEUE, GROUP, "-", "+", len(self.running) + 100, consumername=self.name
-                )
-                ids = [p["message_id"] for p in mine if _text(p["message_id"]) in self.running]
-                if ids:
-                    await client.xclaim(QUEUE, GROUP, self.name, 0, ids, justid=True)
+            try:
+                await sync_to_async(_drop_failed_connections)()
+                if self.running:
+                    await self._refresh(client)
+            except Exception:
+                logger.exception("answer runner could not refresh its leases")
+
+    async def _refresh(self, client: redis_async.Redis) -> None:
+        # Only entries still ours: one another runner took (this one stalled past its lease)
+        # stays with it rather than running twice.
+        mine = await client.xpending_range(
+            QUEUE, GROUP, "-", "+", len(self.running) + 100, consumername=self.name
+        )
+        ids = [p["message_id"] for p in mine if _text(p["message_id"]) in self.running]
+        if ids:
+            await client.xclaim(QUEUE, GROUP, self.name, 0, ids, justid=True)
 
     async def _leave(self, client: redis_async.Redis) -> None:
         """Leave the group's list of consumers, unless entries are still pending with this
