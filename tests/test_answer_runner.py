@@ -15,8 +15,10 @@ from django_tenants.utils import schema_context
 from redis.exceptions import ResponseError
 
 from ai.conversations import live, runner, services
-from ai.conversations.generation import LOST_ANSWER
+from ai.conversations.generation import LOST_ANSWER, answer_end_lost
+from ai.gateway.ledger_writer import usage_flush
 from ai.models import Message
+from billing.models import UsageRecord
 from saas.lib.redis import async_client, sync_client
 from tests.conftest import ensure_world, start_answer_runner
 
@@ -107,10 +109,11 @@ def test_a_runner_answers_in_the_tenant_its_order_names_only(sim):
             pk=answer.pk, conversation=conversation, role="assistant", status="generating"
         )
     sync_client().xadd(runner.QUEUE, {"order": "not json"})
-    sync_client().xadd(
-        runner.QUEUE,
-        {"order": json.dumps({"tenant": "t_gone", "message_id": answer.pk, "user_id": None})},
-    )
+    with schema_context("t_acme"):
+        order = services.AnswerOrder.of(
+            services.Exchange(answer, answer, []), answer.conversation, None
+        )
+    sync_client().xadd(runner.QUEUE, {"order": json.dumps({**order.fields(), "tenant": "t_gone"})})
     started = start_answer_runner()
     try:
         wait_until(lambda: ended("t_acme", answer) and pending_entries() == 0, what="the answer")
@@ -157,7 +160,7 @@ def test_a_run_that_fails_is_taken_again(sim, monkeypatch):
     real = runner.answer_generate
 
     async def fails_once(**kwargs):
-        calls.append(kwargs["message_id"])
+        calls.append(kwargs["order"].message_id)
         if len(calls) == 1:
             raise RuntimeError("the database went away")
         await real(**kwargs)
@@ -189,6 +192,44 @@ def test_an_answer_delivered_too_often_ends_failed(sim):
     failed = stored("t_acme", answer)
     assert (failed.status, failed.error) == ("failed", LOST_ANSWER)
     assert sim.requests("/v1/chat/completions") == []
+
+
+def test_an_order_older_than_a_fresh_one_reads_its_answer_before_running(sim):
+    """No runner ran for a while and the beat ended the answer as lost: its order, delivered
+    for the first time long after its send, is not generated (a fresh one is run unread)."""
+    world = ensure_world()
+    answer = send(world.acme, world.alice)
+    client = sync_client()
+    ((_, ((_, fields),)),) = client.xread({runner.QUEUE: "0"})
+    client.delete(runner.QUEUE)
+    sent_ms = int((time.time() - 2 * runner.FRESH_S) * 1000)
+    client.xadd(runner.QUEUE, fields, id=f"{sent_ms}-0")
+    async_to_sync(answer_end_lost)(tenant=world.acme, message_id=answer.pk)
+    started = start_answer_runner()
+    try:
+        wait_until(lambda: client.xlen(runner.QUEUE) == 0, what="the order done")  # acked first
+    finally:
+        started.stop()
+    assert stored("t_acme", answer).status == "failed"
+    assert [e["type"] for e in events_of("t_acme", answer)] == ["end"]
+    assert sim.requests("/v1/chat/completions") == []
+
+
+def test_an_answer_deleted_before_its_run_is_metered_once_and_the_order_done(sim):
+    """The conversation is deleted between the send and the run: the answer has no row to
+    store in any more, which ends the order quietly rather than failing it for a retry."""
+    world = ensure_world()
+    answer = send(world.acme, world.alice)
+    services.conversation_delete(tenant=world.acme, conversation=answer.conversation)
+    started = start_answer_runner(lease_s=30)
+    try:
+        wait_until(lambda: sync_client().xlen(runner.QUEUE) == 0, what="the order done")
+    finally:
+        started.stop()
+    with schema_context("t_acme"):
+        assert not Message.objects.filter(pk=answer.pk).exists()
+    usage_flush()
+    assert UsageRecord.objects.filter(request_id=answer.request_id).count() == 1
 
 
 def test_an_answer_out_of_time_ends_incomplete_with_what_was_shown(sim):

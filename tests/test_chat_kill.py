@@ -77,10 +77,9 @@ def test_a_runner_killed_mid_answer_leaves_it_incomplete_once_never_twice(sim, t
         os.kill(runner.process.pid, signal.SIGKILL)
         runner.process.wait(10)
         shown = "".join(e["text"] for e in streamed(key) if e["type"] == "delta")
-        order = {"tenant": "t_acme", "message_id": exchange.answer.pk, "user_id": world.alice.pk,
-                 "messages": exchange.messages}  # fmt: skip
+        order = services.AnswerOrder.of(exchange, conversation, world.alice.pk)
         # The queue still holds the order, taken by the dead runner, for another one.
-        assert pending_orders() == [(runner.name, order)]
+        assert pending_orders() == [(runner.name, {"tenant": "t_acme", **order.fields()})]
 
     successor = start_answer_runner(lease_s=LEASE_S)
     try:
@@ -91,10 +90,7 @@ def test_a_runner_killed_mid_answer_leaves_it_incomplete_once_never_twice(sim, t
 
     events = streamed(key)
     # A duplicate run of the order (a delivery after the answer ended) changes nothing.
-    async_to_sync(answer_generate)(
-        tenant=world.acme, message_id=order["message_id"], user_id=order["user_id"],
-        messages=order["messages"],
-    )  # fmt: skip
+    async_to_sync(answer_generate)(tenant=world.acme, order=order)
     assert streamed(key) == events
     assert [e["type"] for e in events].count("end") == 1
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

@@ -50,9 +50,9 @@ def chat(sim):
 @pytest.fixture
 def queued(monkeypatch):
     """Answers queued for a worker, not run: the test runs the worker's part itself."""
-    jobs: list[dict] = []
-    monkeypatch.setattr(runner, "answer_enqueue", lambda tenant, **kw: jobs.append(kw))
-    return jobs
+    orders: list[AnswerOrder] = []
+    monkeypatch.setattr(runner, "answer_enqueue", lambda tenant, order: orders.append(order))
+    return orders
 
 
 async def until_end(communicator, timeout: float = 20) -> list[dict]:
@@ -103,7 +103,7 @@ def test_a_page_that_reconnects_resumes_after_its_last_seq_without_gaps(chat, si
         await first.send_json_to({"type": "send", "content": "Tell me a story"})
         started = await first.receive_json_from(timeout=20)
         (job,) = queued
-        worker = asyncio.ensure_future(answer_generate(tenant=world.acme, **job))
+        worker = asyncio.ensure_future(answer_generate(tenant=world.acme, order=job))
         seen = [await first.receive_json_from(timeout=20) for _ in range(3)]
         await first.disconnect()  # the network drops; the worker goes on
         assert (await second.connect())[0]
@@ -132,7 +132,7 @@ def test_stop_cancels_the_generation_and_keeps_what_was_generated(chat, sim, que
         assert (await communicator.connect())[0]
         await communicator.send_json_to({"type": "send", "content": "Write a long essay"})
         started = await communicator.receive_json_from(timeout=20)
-        worker = asyncio.ensure_future(answer_generate(tenant=world.acme, **queued[0]))
+        worker = asyncio.ensure_future(answer_generate(tenant=world.acme, order=queued[0]))
         await communicator.receive_json_from(timeout=20)
         await communicator.receive_json_from(timeout=20)
         await communicator.send_json_to({"type": "stop", "message_id": started["message_id"]})
@@ -169,9 +169,10 @@ def test_a_second_send_while_an_answer_runs_is_refused(chat, queued):
     assert len(queued) == 1
 
 
-def test_the_worker_gets_the_history_with_its_order(chat, queued):
+def test_the_worker_gets_the_history_and_the_answer_as_stored_with_its_order(chat, queued):
     """The send reads the conversation with the write, so the worker calls the provider
-    without reading it again: the earlier turns, then the new question, nothing generating."""
+    without reading anything: the earlier turns, then the new question, nothing generating;
+    and the answer exactly as it was stored."""
     world, conversation, host = chat
     with schema_context("t_acme"):
         Message.objects.create(conversation=conversation, role="user", content="Hi")
@@ -189,13 +190,16 @@ def test_the_worker_gets_the_history_with_its_order(chat, queued):
 
     started = async_to_sync(run)()
     (job,) = queued
-    assert job["messages"] == [
+    assert job.messages == [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello!"},
         {"role": "user", "content": "Failed one"},
         {"role": "user", "content": "And now?"},
     ]
-    assert job["message_id"] == answer_of(started["message_id"]).pk
+    stored, as_ordered = answer_of(started["message_id"]), job.stored_answer()
+    columns = [field.attname for field in Message._meta.concrete_fields]
+    assert [getattr(as_ordered, c) for c in columns] == [getattr(stored, c) for c in columns]
+    assert not job.knowledge_base and job.user_id == world.alice.pk
     with schema_context("t_acme"):
         conversation.refresh_from_db()
         question = Message.objects.get(public_id=started["question_id"])
@@ -258,8 +262,8 @@ def test_a_worker_that_died_mid_answer_leaves_it_incomplete_once(chat, queued):
         client = async_client()
         await live.append(client, key, 1, {"type": "delta", "text": "Half an"})
         await live.append(client, key, 2, {"type": "delta", "text": " answer"})
-        await answer_generate(tenant=world.acme, **queued[0])
-        await answer_generate(tenant=world.acme, **queued[0])
+        await answer_generate(tenant=world.acme, order=queued[0])
+        await answer_generate(tenant=world.acme, order=queued[0])
         return [json.loads(e.json) for e in await live.entries_after(client, key, 0)]
 
     events = async_to_sync(run)()

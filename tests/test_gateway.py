@@ -356,6 +356,24 @@ def test_it_switches_ai_off_globally_and_per_tenant(world, sim):
     assert not sim.requests()
 
 
+def test_a_switch_made_in_another_process_reaches_async_callers_at_their_next_check(
+    world, sim, monkeypatch
+):
+    """Another process's edit only bumps the version in Redis. The async path looks at that
+    version on its loop: an unchanged catalog is not reloaded, a changed one is."""
+    from ai.gateway import config
+    from ai.gateway.plan import snapshot_now
+
+    monkeypatch.setattr(config, "CHECK_INTERVAL", 0.0)  # every call checks
+    before = async_to_sync(snapshot_now)()
+    assert async_to_sync(snapshot_now)() is before  # same version: kept, not reloaded
+    FeatureFlag.objects.create(feature="answer", tenant=world.acme, reason="Paused elsewhere")
+    assert ask(world.acme).outcome == "ok"  # this process was not told yet
+    config.sync_client().incr(config.VERSION_KEY)  # what the other process's edit does
+    with pytest.raises(AIDisabled, match="Paused elsewhere"):
+        ask(world.acme)
+
+
 def test_it_records_the_prompt_version_and_rolls_back_by_pointer(world, sim):
     template = PromptTemplate.objects.get(key="answer")
     v2 = PromptVersion.objects.create(

@@ -12,13 +12,19 @@ from typing import Any
 
 import redis.asyncio as redis_async
 from asgiref.sync import sync_to_async
-from django.db import connection
 from django_tenants.utils import tenant_context
 
 from ai.conversations import live
-from ai.conversations.services import answer_call, answer_failed, answer_finish
+from ai.conversations.services import (
+    AnswerCall,
+    AnswerOrder,
+    answer_call,
+    answer_failed,
+    answer_finish,
+    answer_store,
+)
 from ai.gateway import Delta, GatewayError, stream
-from ai.models import Conversation, Message
+from ai.models import Message
 from saas.lib.redis import async_client
 from tenants.models import Tenant
 
@@ -45,30 +51,29 @@ def end_event(answer: Message) -> dict[str, Any]:
     }
 
 
-async def answer_generate(
-    *,
-    tenant: Tenant,
-    message_id: int,
-    user_id: int | None,
-    messages: list[dict[str, str]] | None = None,
-) -> None:
-    """Generate the answer message `message_id` (in `tenant`'s schema) unless it is finished
-    already (a duplicate run). A run that finds part of the answer streamed already (its worker
-    died) keeps that part, marked incomplete, rather than answering twice. `messages` is the
-    call's history when the sender read it already (else it is read here)."""
-    unstarted = await _unstarted_answer(tenant, message_id)
-    if unstarted is None:
-        return
-    answer, client, key = unstarted
+async def answer_generate(*, tenant: Tenant, order: AnswerOrder, fresh: bool = False) -> None:
+    """Generate the answer of `order` (in `tenant`'s schema) unless it is finished already (a
+    duplicate run). A run that finds part of the answer streamed already (its runner died)
+    keeps that part, marked incomplete, rather than answering twice. `fresh`: the caller knows
+    this is the order's first run, moments after its send, so the answer is still as the send
+    stored it and is not read again (every answer would wait ~2 ms for that read)."""
+    if fresh:
+        answer, client = order.stored_answer(), async_client()
+        key = live.stream_key(tenant.schema_name, str(answer.public_id))
+    else:
+        unstarted = await _unstarted_answer(tenant, order.message_id)
+        if unstarted is None:
+            return
+        answer, client, key = unstarted
     try:
-        call = await _answer_call(tenant, answer, messages, user_id)
+        call = await _answer_call(tenant, answer, order)
         seq, result = await _stream_until_done_or_stopped(client, tenant, answer, call, key)
     except GatewayError as error:
         await sync_to_async(answer_failed)(tenant, answer, error.message)
         await live.append(client, key, await live.length(client, key) + 1, end_event(answer))
         return
     except asyncio.CancelledError:
-        # The task's time ran out (Celery's soft limit): the answer ends incomplete with what
+        # The run's time ran out (or its runner stops): the answer ends incomplete with what
         # was shown, rather than staying "generating" and the conversation blocked.
         await _end_interrupted(client, tenant, answer, key)
         raise
@@ -79,15 +84,14 @@ async def answer_generate(
     await live.append(client, key, seq + 1, end_event(answer))
 
 
-async def _answer_call(
-    tenant: Tenant, answer: Message, messages: list[dict[str, str]] | None, user_id: int | None
-):
-    """The answer's gateway call. Built right here when the order brought the history and no
-    passages are needed: that touches no database, and a thread hop costs ~0.5 ms of the time
-    to the first token."""
-    conversation = answer.conversation
-    build = partial(answer_call, tenant, conversation, answer, messages=messages, user_id=user_id)
-    if messages is not None and not conversation.knowledge_base:
+async def _answer_call(tenant: Tenant, answer: Message, order: AnswerOrder) -> AnswerCall:
+    """The answer's gateway call. Built right here unless passages are needed: that touches
+    no database, and a thread hop costs ~0.5 ms of the time to the first token."""
+    build = partial(
+        answer_call, tenant, answer, messages=order.messages,
+        knowledge_base=order.knowledge_base, user_id=order.user_id,
+    )  # fmt: skip
+    if not order.knowledge_base:
         return build()
     return await sync_to_async(build)()
 
@@ -96,7 +100,7 @@ async def _unstarted_answer(
     tenant: Tenant, message_id: int
 ) -> tuple[Message, redis_async.Redis, str] | None:
     """The answer `message_id` with its Redis client and stream key, if it is generating and
-    nothing was streamed yet. One whose stream has entries (a run of it died, or its task was
+    nothing was streamed yet. One whose stream has entries (a run of it died, or its run was
     lost mid-way) is ended incomplete with exactly them; a finished one is left alone."""
     answer = await sync_to_async(_generating)(tenant, message_id)
     if answer is None:
@@ -161,46 +165,15 @@ async def _stream_until_done_or_stopped(client, tenant: Tenant, answer: Message,
 
 
 def _generating(tenant: Tenant, message_id: int) -> Message | None:
-    """The answer with its conversation if it is still generating. Every answer waits on this
-    read before its provider call, so it is SQL written out (the ORM's Python took ~1.4 ms of
-    the time to the first token); the columns come from the models, so it follows them."""
-    answer_fields = Message._meta.concrete_fields
-    conversation_fields = Conversation._meta.concrete_fields
-    columns = [f"m.{f.column}" for f in answer_fields] + [
-        f"c.{f.column}" for f in conversation_fields
-    ]
-    # Names from the models' metadata; the values are parameters.
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {Message._meta.db_table} m "  # noqa: S608
-        f"JOIN {Conversation._meta.db_table} c ON c.id = m.conversation_id "
-        "WHERE m.id = %s AND m.status = %s"
-    )
-    with tenant_context(tenant), connection.cursor() as cursor:
-        cursor.execute(sql, [message_id, Message.Status.GENERATING.value])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    split = len(answer_fields)
-    answer = _instance(Message, answer_fields, row[:split])
-    answer.conversation = _instance(Conversation, conversation_fields, row[split:])
-    return answer
-
-
-def _instance(model, fields, values):
-    """A model instance from a row of its columns, converted as the ORM would (JSON)."""
-    converted = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+    with tenant_context(tenant):
+        return Message.objects.filter(pk=message_id, status=Message.Status.GENERATING).first()
 
 
 def _interrupted(
     tenant: Tenant, answer: Message, text: str, *, status: str = Message.Status.INCOMPLETE
 ) -> None:
     answer.content, answer.status = text, status
-    with tenant_context(tenant):
-        answer.save(update_fields=["content", "status"])
+    answer_store(tenant, answer, ["content", "status"])
 
 
 async def answer_end_lost(*, tenant: Tenant, message_id: int) -> None:

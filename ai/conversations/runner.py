@@ -32,6 +32,7 @@ from django.db import connections
 from redis.exceptions import RedisError, ResponseError
 
 from ai.conversations.generation import answer_end_lost, answer_generate
+from ai.conversations.services import AnswerOrder
 from saas.lib.redis import sync_client
 from tenants.models import Tenant
 
@@ -43,15 +44,17 @@ BLOCK_MS = 1000  # how long a read waits for work, and so how soon a stop is see
 TENANT_CACHE_S = 30.0
 
 
-def answer_enqueue(
-    tenant: Tenant, *, message_id: int, user_id: int | None, messages: list[dict] | None
-) -> None:
-    """Queue the answer `message_id` of `tenant` for a runner (after the question's commit).
-    `messages` is the call's history as read with the question, so the runner reads nothing
-    before calling the provider."""
-    order = {"tenant": tenant.schema_name, "message_id": message_id, "user_id": user_id,
-             "messages": messages}  # fmt: skip
-    sync_client().xadd(QUEUE, {"order": json.dumps(order)})
+# An order first delivered within this long of its send is generated without reading its
+# answer: nothing but the send can have changed it yet. A stop is seen through its flag, and
+# the beat ends an answer as lost only after lost_after(), which is over a minute; older
+# orders are read first (runners were down, say).
+FRESH_S = 30.0
+
+
+def answer_enqueue(tenant: Tenant, order: AnswerOrder) -> None:
+    """Queue the answer of `order` in `tenant` for a runner (after the question's commit)."""
+    fields = {"tenant": tenant.schema_name, **order.fields()}
+    sync_client().xadd(QUEUE, {"order": json.dumps(fields)})
 
 
 def lost_after() -> timedelta:
@@ -64,8 +67,14 @@ def lost_after() -> timedelta:
 @dataclass(frozen=True)
 class Delivery:
     entry_id: str
-    order: dict | None  # None: unreadable, or deleted while pending
+    tenant: str
+    order: AnswerOrder | None  # None: unreadable, or deleted while pending
     deliveries: int
+
+    def fresh(self) -> bool:
+        """Its first delivery, within FRESH_S of its send (the entry id's milliseconds)."""
+        sent_ms = int(self.entry_id.split("-")[0])
+        return self.deliveries == 1 and time.time() - sent_ms / 1000 < FRESH_S
 
 
 class AnswerRunner:
@@ -215,19 +224,16 @@ class AnswerRunner:
         if order is None:
             logger.warning("answer queue entry %s is unreadable: dropped", delivery.entry_id)
             return
-        tenant = await self._tenant(order["tenant"])
+        tenant = await self._tenant(delivery.tenant)
         if tenant is None:
             logger.warning("answer %s names no tenant: dropped", delivery.entry_id)
             return
         if delivery.deliveries > self.max_deliveries:
             logger.error("answer %s failed %s times: ended", delivery.entry_id, self.max_deliveries)
-            await answer_end_lost(tenant=tenant, message_id=order["message_id"])
+            await answer_end_lost(tenant=tenant, message_id=order.message_id)
             return
         async with asyncio.timeout(self.time_limit_s):
-            await answer_generate(
-                tenant=tenant, message_id=order["message_id"], user_id=order.get("user_id"),
-                messages=order.get("messages"),
-            )  # fmt: skip
+            await answer_generate(tenant=tenant, order=order, fresh=delivery.fresh())
 
     async def _tenant(self, schema: str) -> Tenant | None:
         cached = self._tenants.get(schema)
@@ -270,12 +276,12 @@ async def _ensure_group(client: redis_async.Redis) -> None:
 
 
 def _delivery(entry_id: bytes | str, fields: dict | None, deliveries: int) -> Delivery:
-    order = None
+    tenant, order = "", None
     with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
-        order = json.loads((fields or {})[b"order"])
-        if not isinstance(order, dict) or not isinstance(order.get("message_id"), int):
-            order = None
-    return Delivery(_text(entry_id), order, deliveries)
+        order_fields = json.loads((fields or {})[b"order"])
+        tenant = str(order_fields.pop("tenant"))
+        order = AnswerOrder.from_fields(order_fields)
+    return Delivery(_text(entry_id), tenant, order, deliveries)
 
 
 def _text(value: bytes | str) -> str:

@@ -3,8 +3,10 @@ token budget, optionally grounded in the knowledge base with citations), delete 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -28,6 +30,56 @@ class Exchange:
     answer: Message
     # The conversation for the model, the new question last, trimmed to the token budget.
     messages: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class AnswerOrder:
+    """What a runner is given to generate an answer: the answer's row as the send stored it
+    (the columns a new answer does not leave at their defaults), the call's history as read
+    with the question, whether the knowledge base grounds it and who asked. Travels as JSON."""
+
+    message_id: int
+    public_id: str
+    conversation_id: int
+    request_id: str
+    created_at: str  # ISO 8601
+    knowledge_base: bool
+    user_id: int | None
+    messages: list[dict[str, str]]
+
+    @classmethod
+    def of(cls, exchange: Exchange, conversation: Conversation, user_id: int | None) -> AnswerOrder:
+        answer = exchange.answer
+        return cls(
+            message_id=answer.pk, public_id=str(answer.public_id),
+            conversation_id=conversation.pk, request_id=answer.request_id,
+            created_at=answer.created_at.isoformat(), knowledge_base=conversation.knowledge_base,
+            user_id=user_id, messages=exchange.messages,
+        )  # fmt: skip
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> AnswerOrder:
+        """The order of `fields` (as `fields()` made them); TypeError or ValueError when they
+        are not one."""
+        order = cls(**fields)
+        if not isinstance(order.message_id, int) or not isinstance(order.messages, list):
+            raise TypeError("not an answer order")
+        datetime.fromisoformat(order.created_at)
+        return order
+
+    def fields(self) -> dict:
+        return asdict(self)
+
+    def stored_answer(self) -> Message:
+        """The answer as the send stored it: generating, nothing generated yet."""
+        answer = Message(
+            id=self.message_id, public_id=uuid.UUID(self.public_id),
+            conversation_id=self.conversation_id, role=Message.Role.ASSISTANT,
+            status=Message.Status.GENERATING, request_id=self.request_id,
+            created_at=datetime.fromisoformat(self.created_at),
+        )  # fmt: skip
+        answer._state.adding = False
+        return answer
 
 
 class ConversationBusy(Exception):
@@ -73,8 +125,9 @@ def conversation_reply(
     _check(content)
     exchange = _begin(tenant, conversation, content, request_id)
     call = answer_call(
-        tenant, conversation, exchange.answer, messages=exchange.messages,
-        user_id=user.pk if user else None, api_key=api_key, model=model,
+        tenant, exchange.answer, messages=exchange.messages,
+        knowledge_base=conversation.knowledge_base, user_id=user.pk if user else None,
+        api_key=api_key, model=model,
     )  # fmt: skip
     try:
         result = complete_sync(**call.gateway_kwargs)
@@ -96,12 +149,8 @@ def conversation_send(
     content = content.strip()
     _check(content)
     exchange = _begin(tenant, conversation, content, None)
-    answer = exchange.answer
-    transaction.on_commit(
-        lambda: answer_enqueue(
-            tenant, message_id=answer.pk, user_id=user.pk, messages=exchange.messages
-        )
-    )
+    order = AnswerOrder.of(exchange, conversation, user.pk)
+    transaction.on_commit(lambda: answer_enqueue(tenant, order))
     return exchange
 
 
@@ -115,21 +164,18 @@ class AnswerCall:
 
 def answer_call(
     tenant: Tenant,
-    conversation: Conversation,
     answer: Message,
     *,
-    messages: list[dict[str, str]] | None = None,
+    messages: list[dict[str, str]],
+    knowledge_base: bool,
     user_id: int | None = None,
     api_key: APIKey | None = None,
     model: str | None = None,
 ) -> AnswerCall:
-    """The call that answers the conversation's last question (`messages`, or its history
-    read now, trimmed to the budget; for a knowledge-base conversation the question's passages
-    as quoted data)."""
-    if messages is None:
-        messages = history(tenant, conversation)
+    """The call that answers the last question of `messages` (the conversation, trimmed to
+    the budget); grounded in the knowledge base, the question's passages as quoted data."""
     feature, prompt, context, citations = "chat", Prompt("chat"), [], []
-    if conversation.knowledge_base:
+    if knowledge_base:
         feature, prompt = "answer", Prompt("answer")
         context, citations = _grounding(tenant, messages[-1]["content"], user_id, api_key)
     prompt.variables = {"organization": tenant.name}
@@ -236,10 +282,12 @@ def _begin(
         "assistant": Message.Role.ASSISTANT.value, "complete": Message.Status.COMPLETE.value,
         "generating": Message.Status.GENERATING.value,
     }  # fmt: skip
+    # One statement is a transaction of its own: no BEGIN and COMMIT round trips. Inside a
+    # caller's transaction, a savepoint keeps that transaction usable after a refusal.
+    own = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     with tenant_context(tenant):
         try:
-            # atomic: a caller's own transaction survives the refusal (a savepoint)
-            with transaction.atomic(), connection.cursor() as cursor:
+            with own, connection.cursor() as cursor:
                 cursor.execute(sql, parameters)
                 question.pk, answer.pk, earlier = cursor.fetchone()
         except IntegrityError as error:
@@ -301,12 +349,23 @@ def answer_finish(
         result.cost_micros, result.latency_ms, result.ttft_ms,
     )  # fmt: skip
     answer.citations = [c for c in citations if c["index"] in cited]
-    with tenant_context(tenant):
-        answer.save()
+    answer_store(tenant, answer, FINISHED_FIELDS)
     return answer
+
+
+FINISHED_FIELDS = [
+    "content", "status", "model", "model_label", "prompt_version", "input_tokens",
+    "output_tokens", "cost_micros", "latency_ms", "ttft_ms", "citations",
+]  # fmt: skip
 
 
 def answer_failed(tenant: Tenant, answer: Message, reason: str) -> None:
     answer.status, answer.error = Message.Status.FAILED, reason[:300]
+    answer_store(tenant, answer, ["status", "error"])
+
+
+def answer_store(tenant: Tenant, answer: Message, fields: list[str]) -> None:
+    """Write these fields of the answer. One deleted meanwhile (with its conversation) is
+    gone, not an error: its usage is metered by the gateway all the same."""
     with tenant_context(tenant):
-        answer.save(update_fields=["status", "error"])
+        Message.objects.filter(pk=answer.pk).update(**{f: getattr(answer, f) for f in fields})

@@ -23,7 +23,7 @@ from ai.catalog.models import (
     Route,
     TenantAIPolicy,
 )
-from saas.lib.redis import sync_client
+from saas.lib.redis import async_client, sync_client
 
 VERSION_KEY = "atrium:ai:config-version"
 CHECK_INTERVAL = 1.0
@@ -159,6 +159,19 @@ def fresh_snapshot() -> Snapshot | None:
     if _holder.snapshot is not None and time.monotonic() - _holder.checked_at < CHECK_INTERVAL:
         return _holder.snapshot
     return None
+
+
+async def remote_version_async() -> int:
+    return int(await async_client().get(VERSION_KEY) or 0)
+
+
+def snapshot_of_version(version: int) -> Snapshot | None:
+    """The snapshot, counted as checked now, if it is of `version` (which the caller read)."""
+    snapshot = _holder.snapshot
+    if snapshot is None or snapshot.version != version:
+        return None
+    _holder.checked_at = time.monotonic()
+    return snapshot
 
 
 def config_invalidate() -> None:

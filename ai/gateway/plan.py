@@ -13,7 +13,14 @@ from django.conf import settings
 
 from ai.gateway import metrics
 from ai.gateway.cache import cache_fingerprint, cache_ttl
-from ai.gateway.config import Snapshot, config_snapshot, fresh_snapshot, now
+from ai.gateway.config import (
+    Snapshot,
+    config_snapshot,
+    fresh_snapshot,
+    now,
+    remote_version_async,
+    snapshot_of_version,
+)
 from ai.gateway.errors import AIDisabled, InputRejected
 from ai.gateway.guardrails import (
     canary_for,
@@ -68,7 +75,13 @@ class Plan:
 
 
 async def snapshot_now() -> Snapshot:
-    return fresh_snapshot() or await sync_to_async(config_snapshot)()
+    """The current snapshot. Its version is looked at on the event loop: only a reload (the
+    catalog changed) takes a thread hop, which would cost every call after a quiet second
+    ~0.5 ms more."""
+    snapshot = fresh_snapshot()
+    if snapshot is None:
+        snapshot = snapshot_of_version(await remote_version_async())
+    return snapshot or await sync_to_async(config_snapshot)()
 
 
 def feature_switch(snapshot: Snapshot, caller: Caller) -> str | None:
