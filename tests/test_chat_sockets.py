@@ -50,7 +50,7 @@ def chat(sim):
 @pytest.fixture
 def queued(monkeypatch):
     """Answers queued for a worker, not run: the test runs the worker's part itself."""
-    orders: list[AnswerOrder] = []
+    orders: list[services.AnswerOrder] = []
     monkeypatch.setattr(runner, "answer_enqueue", lambda tenant, order: orders.append(order))
     return orders
 
