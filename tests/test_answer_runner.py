@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 
 from ai.conversations import live, runner, services
 from ai.conversations.generation import LOST_ANSWER, answer_end_lost
+from ai.gateway.config import config_invalidate, fresh_snapshot
 from ai.gateway.ledger_writer import usage_flush
 from ai.models import Message
 from billing.models import UsageRecord
@@ -258,6 +259,17 @@ def test_a_stopping_runner_lets_its_running_answers_finish(sim):
     started.stop()  # SIGTERM in `run_answers`
     assert stored("t_acme", answer).status == "complete"
     assert pending_entries() == 0
+
+
+def test_a_runner_keeps_the_gateways_state_current_while_it_waits(sim):
+    """No answer has to check the catalog's version on its way to the provider: the runner
+    does it in the background, idle or not."""
+    config_invalidate()  # this process's snapshot is gone
+    started = start_answer_runner()
+    try:
+        wait_until(lambda: fresh_snapshot() is not None, what="the runner's refresh")
+    finally:
+        started.stop()
 
 
 def test_a_runner_goes_on_when_redis_lost_the_queue(sim):

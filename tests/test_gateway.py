@@ -31,6 +31,7 @@ from ai.gateway.config import config_invalidate
 from ai.gateway.guardrails import canary_for
 from ai.gateway.ledger_writer import usage_flush
 from billing.models import UsageRecord
+from saas.lib.redis import async_client
 
 pytestmark = pytest.mark.django_db(databases=["default", "ledger"])
 
@@ -296,6 +297,29 @@ def test_it_opens_the_breaker_then_probes_after_the_cooldown(world, sim, setting
     assert async_to_sync(breaker_state)(name) == "closed"
 
 
+def test_a_refresh_shows_a_breaker_opened_elsewhere_before_its_trust_runs_out(monkeypatch):
+    """A long-running process refreshes the breakers it uses (breakers_refresh) so calls need
+    not read them: one another process opened is refused from the next refresh on."""
+    from ai.gateway import breaker
+
+    monkeypatch.setattr(breaker, "CLOSED_TRUST_S", 30.0)  # no call reads it again meanwhile
+    name = "platform:openai:refresh-test"
+    _, open_key, _, _ = breaker._keys(name)
+
+    async def run() -> list[tuple[bool, bool]]:
+        seen = [await breaker.breaker_allow(name)]  # used here: seen closed, trusted a while
+        await async_client().set(open_key, 1, ex=30)  # another process opened it
+        seen.append(await breaker.breaker_allow(name))  # still within the trust
+        await breaker.breakers_refresh()
+        seen.append(await breaker.breaker_allow(name))
+        await async_client().delete(open_key)
+        await breaker.breakers_refresh()
+        seen.append(await breaker.breaker_allow(name))
+        return seen
+
+    assert async_to_sync(run)() == [(True, False), (True, False), (False, False), (True, False)]
+
+
 def test_it_keeps_a_byok_tenants_failures_off_the_shared_breaker(world, sim, settings):
     settings.AI_BREAKER_FAILURES = 1
     _give_byok_key(world)
@@ -448,6 +472,24 @@ def test_it_caps_output_and_refuses_oversized_prompts(world, sim):
         complete_sync(caller=caller(world.acme), messages=huge)
     ask(world.acme, max_tokens=100_000)
     assert sim.requests(CHAT)[-1]["body"]["max_tokens"] == 512  # the free tier's cap
+
+
+def test_a_prompt_long_in_characters_but_within_the_limit_in_tokens_is_sent(world, sim):
+    # 4,500 characters could be 18,000 tokens, over the free tier's 4,000: they are counted.
+    long = [{"role": "user", "content": "word " * 900}]
+    assert complete_sync(caller=caller(world.acme), messages=long).outcome == "ok"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["한국어 문장입니다 각", "İstanbul ǖ ΐ ﬁ", "नमस्ते दुनिया", "中文字符测试", "Z̴̢a̷l̵g̶o̸", "a.b;d!?"],
+)
+def test_the_length_bound_of_tokens_holds_for_every_script(text):
+    """The size checks skip tokenising when the length bound is within the limit: the bound
+    must never be below the count (a Hangul syllable is three word pieces)."""
+    from ai.gateway.tokens import estimate_tokens, tokens_at_most
+
+    assert estimate_tokens(text * 50) <= tokens_at_most([text * 50])
 
 
 def test_it_validates_structured_output_with_one_repair(world, sim):

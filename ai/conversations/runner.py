@@ -33,6 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from ai.conversations.generation import answer_end_lost, answer_generate
 from ai.conversations.services import AnswerOrder
+from ai.gateway import GATEWAY_REFRESH_S, gateway_refresh
 from saas.lib.redis import sync_client
 from tenants.models import Tenant
 
@@ -104,6 +105,7 @@ class AnswerRunner:
         client = redis_async.Redis.from_url(settings.REDIS_URL, max_connections=50)
         await _ensure_group(client)
         keeper = asyncio.ensure_future(self._keep_leases(client))
+        gateway_keeper = asyncio.ensure_future(_keep_gateway_current())
         try:
             while not stopping.is_set():
                 free = self.concurrency - len(self.running)
@@ -119,6 +121,7 @@ class AnswerRunner:
         finally:
             await self._wind_down()  # the leases are still refreshed meanwhile
             keeper.cancel()
+            gateway_keeper.cancel()
             await self._leave(client)
             await client.aclose()
             await sync_to_async(connections.close_all)()
@@ -252,6 +255,23 @@ class AnswerRunner:
             task.cancel()
         if self.running:
             await asyncio.wait(self.running.values(), timeout=10)
+
+
+async def _keep_gateway_current() -> None:
+    """The gateway's catalog version and breaker states, read in the background: no answer
+    waits on those reads on its way to the provider. While rounds fail (logged once), calls
+    read what they need themselves."""
+    failing = False
+    while True:
+        try:
+            await gateway_refresh()
+        except Exception:
+            if not failing:
+                logger.exception("answer runner cannot refresh the gateway's state")
+            failing = True
+        else:
+            failing = False
+        await asyncio.sleep(GATEWAY_REFRESH_S)
 
 
 def _drop_failed_connections() -> None:

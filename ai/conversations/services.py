@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from ai.gateway import Caller, GatewayError, Prompt, Result, complete_sync
-from ai.gateway.tokens import estimate_tokens
+from ai.gateway.tokens import estimate_tokens, tokens_at_most
 from ai.models import Conversation, Message
 from tenants.models import APIKey, Tenant, User
 
@@ -212,14 +212,17 @@ def history(tenant: Tenant, conversation: Conversation) -> list[dict[str, str]]:
 
 def _trimmed(rows: list[tuple[str, str]]) -> list[dict[str, str]]:
     """(role, content) rows, newest first, as the model's messages within the budget."""
-    kept: list[dict[str, str]] = []
     budget = settings.AI_HISTORY_TOKENS
-    for role, text in rows:
-        cost = estimate_tokens(text)
-        if kept and cost > budget:
-            break
-        kept.append({"role": role, "content": text})
-        budget -= cost
+    if tokens_at_most(text for _, text in rows) <= budget:  # all of it fits: no counting
+        kept = [{"role": role, "content": text} for role, text in rows]
+    else:
+        kept = []
+        for role, text in rows:
+            cost = estimate_tokens(text)
+            if kept and cost > budget:
+                break
+            kept.append({"role": role, "content": text})
+            budget -= cost
     kept.reverse()
     while kept and kept[0]["role"] != Message.Role.USER:  # a turn starts with the user
         kept.pop(0)

@@ -37,6 +37,7 @@ from ai.gateway.errors import (
     ProviderRejectedRequest,
     StructuredOutputInvalid,
 )
+from ai.gateway.plan import GATEWAY_REFRESH_S, gateway_refresh
 from ai.gateway.streaming import GatewayStream, stream
 from ai.gateway.types import Caller, ContextDoc, Delta, Done, Prompt, Result
 
@@ -48,6 +49,7 @@ batch_collect_sync = async_to_sync(batch_collect)
 batch_cancel_sync = async_to_sync(batch_cancel)
 
 __all__ = [
+    "GATEWAY_REFRESH_S",
     "AIDisabled",
     "AllProvidersFailed",
     "BatchOutcome",
@@ -80,5 +82,6 @@ __all__ = [
     "complete_sync",
     "embed",
     "embed_sync",
+    "gateway_refresh",
     "stream",
 ]

@@ -20,7 +20,11 @@ PROBE_TTL_S = 30
 # A breaker seen closed is trusted for this long without asking Redis again; one opened by
 # another process is noticed within it. Failures seen here reset it at once.
 CLOSED_TRUST_S = 0.25
+# breakers_refresh looks again at the breakers used here within this long.
+REFRESH_USED_WITHIN_S = 600.0
 _seen_closed: dict[str, float] = {}
+_last_used: dict[str, float] = {}
+_failures_counted = 0  # in this process: a refresh that raced one does not apply
 
 
 def _keys(name: str) -> tuple[str, str, str, str]:
@@ -30,6 +34,7 @@ def _keys(name: str) -> tuple[str, str, str, str]:
 
 async def breaker_allow(name: str) -> tuple[bool, bool]:
     """(allowed, is_probe) for a call through breaker `name`."""
+    _last_used[name] = time.monotonic()
     if time.monotonic() - _seen_closed.get(name, -CLOSED_TRUST_S) < CLOSED_TRUST_S:
         return True, False
     _, open_key, half_key, probe_key = _keys(name)
@@ -53,6 +58,8 @@ async def breaker_success(name: str, *, probe: bool) -> None:
 
 async def breaker_failure(name: str, *, probe: bool) -> bool:
     """Count a failure; returns True when this failure opened the breaker."""
+    global _failures_counted
+    _failures_counted += 1
     _seen_closed.pop(name, None)
     fails_key, open_key, half_key, probe_key = _keys(name)
     client = async_client()
@@ -76,3 +83,26 @@ async def breaker_state(name: str) -> str:
     if is_open:
         return "open"
     return "half_open" if is_half else "closed"
+
+
+async def breakers_refresh() -> None:
+    """Read the state of every breaker used here lately, in one round trip, so that the next
+    call through each trusts a state seen just now instead of reading it on its way to the
+    provider. Called every CLOSED_TRUST_S / 2 or so by long-running processes."""
+    now = time.monotonic()
+    for name, used in list(_last_used.items()):
+        if now - used > REFRESH_USED_WITHIN_S:
+            del _last_used[name]
+    names = list(_last_used)
+    if not names:
+        return
+    failures_before = _failures_counted
+    states = await async_client().mget([key for n in names for key in _keys(n)[1:3]])
+    if _failures_counted != failures_before:
+        return  # a breaker may have opened while the read was out: trust nothing from it
+    seen = time.monotonic()
+    for index, name in enumerate(names):
+        if states[2 * index] or states[2 * index + 1]:  # open or half-open
+            _seen_closed.pop(name, None)
+        else:
+            _seen_closed[name] = seen

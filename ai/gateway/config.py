@@ -154,9 +154,10 @@ def config_snapshot() -> Snapshot:
         return _holder.snapshot
 
 
-def fresh_snapshot() -> Snapshot | None:
-    """The snapshot if it needs no check right now (lets async callers skip a thread hop)."""
-    if _holder.snapshot is not None and time.monotonic() - _holder.checked_at < CHECK_INTERVAL:
+def fresh_snapshot(max_age_s: float | None = None) -> Snapshot | None:
+    """The snapshot if it was checked within `max_age_s` (CHECK_INTERVAL): no check needed."""
+    max_age_s = CHECK_INTERVAL if max_age_s is None else max_age_s
+    if _holder.snapshot is not None and time.monotonic() - _holder.checked_at < max_age_s:
         return _holder.snapshot
     return None
 

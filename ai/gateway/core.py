@@ -299,7 +299,7 @@ async def embed(
     plan = Plan(
         caller=caller, snapshot=snapshot, targets=targets, messages=[], system="", canary="",
         prompt_version="", context=[], max_tokens=0, temperature=None,
-        prompt_tokens=sum(estimate_tokens(t) for t in texts), fingerprint=None, cache_ttl=0,
+        prompt_texts=list(texts), fingerprint=None, cache_ttl=0,
         semantic_fingerprint=None, response_schema=None,
     )  # fmt: skip
 

@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from ai.gateway.errors import InputRejected
+from ai.gateway.tokens import estimate_tokens, tokens_within
 
 INJECTION_PATTERNS = [
     re.compile(p, re.IGNORECASE)
@@ -49,8 +50,9 @@ def injection_found(text: str) -> bool:
     return any(pattern.search(text) for pattern in INJECTION_PATTERNS)
 
 
-def check_prompt_size(prompt_tokens: int, limit: int) -> None:
-    if prompt_tokens > limit:
+def check_prompt_size(texts: list[str], limit: int) -> None:
+    if not tokens_within(texts, limit):
+        prompt_tokens = sum(estimate_tokens(text) for text in texts)
         raise InputRejected(
             f"The request is too long for your plan: about {prompt_tokens} tokens, "
             f"at most {limit}. Shorten it or attach less context."

@@ -6,14 +6,17 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from ai.gateway import metrics
+from ai.gateway.breaker import CLOSED_TRUST_S, breakers_refresh
 from ai.gateway.cache import cache_fingerprint, cache_ttl
 from ai.gateway.config import (
+    CHECK_INTERVAL,
     Snapshot,
     config_snapshot,
     fresh_snapshot,
@@ -62,7 +65,7 @@ class Plan:
     context: list[ContextDoc]
     max_tokens: int
     temperature: float | None
-    prompt_tokens: int
+    prompt_texts: list[str]  # everything the provider reads (system with context, messages)
     fingerprint: str | None
     cache_ttl: int
     semantic_fingerprint: str | None
@@ -73,15 +76,31 @@ class Plan:
     started_at: datetime = field(default_factory=now)
     flags: list[str] = field(default_factory=list)
 
+    @cached_property
+    def prompt_tokens(self) -> int:
+        """Our estimate of the prompt's tokens, for when the provider reports none."""
+        return sum(estimate_tokens(text) for text in self.prompt_texts)
 
-async def snapshot_now() -> Snapshot:
-    """The current snapshot. Its version is looked at on the event loop: only a reload (the
-    catalog changed) takes a thread hop, which would cost every call after a quiet second
-    ~0.5 ms more."""
-    snapshot = fresh_snapshot()
+
+async def snapshot_now(max_age_s: float | None = None) -> Snapshot:
+    """The current snapshot (checked within `max_age_s`, by default CHECK_INTERVAL). Its
+    version is looked at on the event loop: only a reload (the catalog changed) takes a thread
+    hop, which would cost every call after a quiet second ~0.5 ms more."""
+    snapshot = fresh_snapshot(max_age_s)
     if snapshot is None:
         snapshot = snapshot_of_version(await remote_version_async())
     return snapshot or await sync_to_async(config_snapshot)()
+
+
+async def gateway_refresh() -> None:
+    """Check the catalog's version and read the breakers used lately now, off any call's
+    path. A long-running process that calls this every GATEWAY_REFRESH_S (the answer runner) never
+    has a call wait on those reads: two Redis round trips, ~0.5 ms before the provider call."""
+    await snapshot_now(max_age_s=CHECK_INTERVAL / 2)
+    await breakers_refresh()
+
+
+GATEWAY_REFRESH_S = CLOSED_TRUST_S / 2
 
 
 def feature_switch(snapshot: Snapshot, caller: Caller) -> str | None:
@@ -144,10 +163,8 @@ async def plan_chat(
                 "The request looks like an attempt to override the assistant's instructions."
             )
     limits = settings.AI_TIER_LIMITS[tier_of(caller.tenant)]
-    prompt_tokens = estimate_tokens(full_system) + sum(
-        estimate_tokens(m["content"]) for m in messages
-    )
-    check_prompt_size(prompt_tokens, limits["max_prompt_tokens"])
+    prompt_texts = [full_system, *(m["content"] for m in messages)]
+    check_prompt_size(prompt_texts, limits["max_prompt_tokens"])
 
     targets = route_targets(
         snapshot=snapshot, tenant=caller.tenant, feature=caller.feature, kind="chat",
@@ -171,7 +188,7 @@ async def plan_chat(
     return Plan(
         caller=caller, snapshot=snapshot, targets=targets, messages=messages,
         system=full_system, canary=canary, prompt_version=prompt_version, context=context,
-        max_tokens=max_tokens, temperature=temperature, prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens, temperature=temperature, prompt_texts=prompt_texts,
         fingerprint=fingerprint, cache_ttl=ttl, semantic_fingerprint=semantic_fingerprint,
         response_schema=response_schema, flags=flags, query=messages[-1]["content"],
     )  # fmt: skip
