@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
+from psycopg.sql import Identifier
 
 from ai.gateway import Caller, GatewayError, Prompt, Result, complete_sync
 from ai.gateway.tokens import estimate_tokens, tokens_at_most
@@ -276,7 +277,7 @@ def _begin(
     )  # fmt: skip
     title = conversation.title or content[:TITLE_CHARS]
     sql = _BEGIN_SQL.format(
-        message=Message._meta.db_table, conversation_table=Conversation._meta.db_table
+        message=_table(tenant, Message), conversation_table=_table(tenant, Conversation)
     )
     parameters = {
         "question": question.public_id, "answer": answer.public_id,
@@ -288,26 +289,34 @@ def _begin(
     # One statement is a transaction of its own: no BEGIN and COMMIT round trips. Inside a
     # caller's transaction, a savepoint keeps that transaction usable after a refusal.
     own = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with tenant_context(tenant):
-        try:
-            with own, connection.cursor() as cursor:
+    try:
+        with own:
+            connection.ensure_connection()
+            # The driver's own cursor: Django's would set django-tenants' search_path first, one
+            # more round trip, and the statement names its tenant's tables itself.
+            with connection.wrap_database_errors, connection.connection.cursor() as cursor:
                 cursor.execute(sql, parameters)
                 question.pk, answer.pk, earlier = cursor.fetchone()
-        except IntegrityError as error:
-            cause = error.__cause__
-            if getattr(cause, "sqlstate", None) == FOREIGN_KEY_VIOLATION:
-                raise ValidationError("This conversation was deleted.") from None
-            if getattr(cause.diag, "constraint_name", None) == "one_generation_per_conversation":
-                raise ConversationBusy(
-                    "An answer is still being generated in this conversation. Wait for it or "
-                    "stop it first."
-                ) from None
-            raise
+    except IntegrityError as error:
+        cause = error.__cause__
+        if getattr(cause, "sqlstate", None) == FOREIGN_KEY_VIOLATION:
+            raise ValidationError("This conversation was deleted.") from None
+        if getattr(cause.diag, "constraint_name", None) == "one_generation_per_conversation":
+            raise ConversationBusy(
+                "An answer is still being generated in this conversation. Wait for it or "
+                "stop it first."
+            ) from None
+        raise
     for message in (question, answer):
         message._state.adding = False
     conversation.title, conversation.updated_at = title, now
     rows = [(Message.Role.USER.value, content), *(tuple(row) for row in earlier)]
     return Exchange(question, answer, _trimmed(rows))
+
+
+def _table(tenant: Tenant, model) -> str:
+    """The model's table in the tenant's schema, quoted (for SQL run without its search_path)."""
+    return Identifier(tenant.schema_name, model._meta.db_table).as_string()
 
 
 def _grounding(tenant: Tenant, question: str, user_id: int | None, api_key: APIKey | None):
