@@ -11,7 +11,11 @@ an entry idle longer than ANSWER_RUNNER_LEASE_S (its runner died or lost Redis) 
 another runner, which finishes the answer once: `answer_generate` ends an answer whose stream
 had started incomplete with what was shown, and generates one that had not started. An entry
 delivered more than ANSWER_RUNNER_MAX_DELIVERIES times (one that kills its runners) ends its
-answer failed instead. Answers are run in the tenant the entry names, and only there."""
+answer failed instead. Answers are run in the tenant the entry names, and only there.
+
+Nothing is read on the way to the provider: a fresh order (FRESH_S) carries its answer as the
+send stored it, and the gateway's catalog version and breaker states are refreshed in the
+background (_keep_gateway_current)."""
 
 from __future__ import annotations
 
